@@ -1,0 +1,30 @@
+# make benchmark: sets up .venv and runs the default suite on the offline default.
+# make test:      sets up .venv with the dev extras and runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+WORKDIR ?= results
+
+.PHONY: benchmark test install install-dev clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip==24.3.1
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+benchmark: install
+	$(PY) run_benchmark.py --method all --dataset synthetic_spurious --seeds 0,1,2 --preset cpu --workdir $(WORKDIR)
+
+test: install-dev
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

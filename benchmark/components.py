@@ -1,0 +1,336 @@
+"""Components: trained networks that methods are recipes over.
+
+A ``ComponentSpec`` names one training ("FT of backbone B on dataset D, lr l,
+seed s") by its full config; its key is the hash of that config and of its
+dependencies' keys. ``Context.component(spec)`` returns the stored result or
+trains it once, so FT for a seed serves ``ft``, ``ft_zeroshot``, ``ft_robust``,
+``ft_fs``, ``a1`` and ``a2`` alike, within one invocation and across them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable, Mapping
+
+import jax
+import numpy as np
+from flax import nnx
+
+from benchmark import metrics
+from benchmark import trainer as T
+from benchmark.data import ShiftSplits
+from benchmark.errors import UserError
+from benchmark.models import BACKBONES, Backbone
+from benchmark.models import params as P
+from benchmark.models.small import EmbeddingMLP
+from benchmark.models.task import LargeWithHead, LayerwiseEnsemble
+from benchmark.store import RunStore, key_of
+
+
+class ComponentFailed(RuntimeError):
+  pass
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentSpec:
+  kind: str
+  seed: int
+  config: Mapping[str, Any]
+  deps: tuple[tuple[str, "ComponentSpec"], ...] = ()
+
+  @functools.cached_property
+  def key(self) -> str:
+    return key_of({"kind": self.kind, "seed": self.seed, "config": self.config,
+                   "deps": {n: d.key for n, d in self.deps}})
+
+  def dep(self, name: str) -> "ComponentSpec":
+    return dict(self.deps)[name]
+
+  def all_specs(self) -> list["ComponentSpec"]:
+    """This spec and everything it depends on, dependencies first."""
+    out = []
+    for _, d in self.deps:
+      out += [s for s in d.all_specs() if s.key not in {o.key for o in out}]
+    return out + [self]
+
+
+@dataclasses.dataclass
+class ComponentResult:
+  spec: ComponentSpec
+  record: dict
+  store: RunStore
+
+  @functools.cached_property
+  def preds(self) -> dict[str, np.ndarray]:
+    return self.store.read_arrays(self._path(".preds.npz"))
+
+  @functools.cached_property
+  def params(self) -> dict[str, np.ndarray]:
+    """Trainable params of the best checkpoint (and state under ``state:``)."""
+    return self.store.read_arrays(self._path(".npz"))
+
+  def _path(self, suffix: str):
+    p = self.store.component_path(self.spec.kind, self.spec.key)
+    return p.with_name(p.stem + suffix)
+
+
+# Large-model training modes.
+FROZEN, LIGHT, FULL = "frozen", "light", "full"
+
+
+class Context:
+  """Everything a method needs for one dataset: splits, config, backbone,
+  the store, and get-or-train for components."""
+
+  def __init__(self, splits: ShiftSplits, config, backbone: str, store: RunStore,
+               progress: Callable[[str], None] | None = None):
+    self.splits = splits
+    self.info = splits.info
+    self.task = splits.info.task
+    self.config = config
+    self.backbone: Backbone = BACKBONES.get(backbone)
+    if self.backbone.modality != self.info.modality:
+      valid = [n for n in BACKBONES if BACKBONES.get(n).modality == self.info.modality]
+      raise UserError(f"backbone {backbone!r} takes {self.backbone.modality} inputs but "
+                      f"dataset {self.info.name!r} is {self.info.modality}; use "
+                      f"--backbone {' or '.join(valid)}")
+    self.store = store
+    self.fingerprint = splits.fingerprint()
+    self.feature_cache = T.FeatureCache()
+    self.trained: list[str] = []   # component keys trained in this invocation
+    self.loaded: list[str] = []    # component keys read back from the store
+    self.progress = progress or (lambda msg: None)
+    self._results: dict[str, ComponentResult] = {}
+
+  # -- specs ---------------------------------------------------------------
+  def _common(self, kind: str, lr_key: str | None) -> dict:
+    c = self.config
+    out = {"dataset": self.info.name, "data": self.fingerprint,
+           "optimizer": c.optimizer, "momentum": c.momentum if c.optimizer == "sgd" else None,
+           "weight_decay": c.weight_decay, "batch_size": c.batch_size,
+           "epochs": c.epochs, "eval_every": c.eval_every}
+    if lr_key:
+      out["lr"] = float(c.lr[lr_key])
+    return out
+
+  def _large_cfg(self) -> dict:
+    return {"name": self.backbone.name,
+            "cfg": self.config.backbones[self.backbone.name].to_dict()}
+
+  def _small_cfg(self) -> dict:
+    m = self.config.model
+    return {"hidden": list(m.small_hidden), "embed_dim": m.embed_dim}
+
+  def pretrain_spec(self) -> ComponentSpec | None:
+    if self.backbone.source != "pretrain_split":
+      return None
+    if self.splits.pretrain is None:
+      raise UserError(f"backbone {self.backbone.name} is pre-trained on the dataset's "
+                      f"pretrain rows, and {self.info.name} has none; add rows with "
+                      f"split 'pretrain' or choose another --backbone")
+    p = self.config.pretrain
+    cfg = {"dataset": self.info.name, "data": self.fingerprint, "large": self._large_cfg(),
+           "optimizer": "adam", "lr": float(self.config.lr.pretrain),
+           "epochs": p.epochs, "batch_size": p.batch_size}
+    return ComponentSpec("pretrain", int(p.seed), cfg)
+
+  def _with_pretrain(self, deps=()) -> tuple:
+    pre = self.pretrain_spec()
+    return (tuple(deps) + (("pretrain", pre),)) if pre is not None else tuple(deps)
+
+  def spec(self, kind: str, seed: int) -> ComponentSpec:
+    """The spec of component ``kind`` for ``seed`` under the current config."""
+    large = self._large_cfg()
+    if kind in ("ft", "ht", "lp", "fs"):
+      cfg = {**self._common(kind, kind), "large": large}
+      deps = self._with_pretrain() if kind != "fs" else ()
+      return ComponentSpec(kind, seed, cfg, deps)
+    if kind == "lp_ft":
+      cfg = {**self._common(kind, "lp_ft"), "large": large}
+      return ComponentSpec(kind, seed, cfg, self._with_pretrain((("lp", self.spec("lp", seed)),)))
+    if kind in ("small", "small_multi"):
+      cfg = {**self._common(kind, "small"), "small": self._small_cfg(),
+             "adapter_hidden": self.config.model.adapter_hidden,
+             "heads": 1 if kind == "small" else self.num_a5_heads()}
+      return ComponentSpec(kind, seed, cfg)
+    if kind.startswith("levi_") or kind == "a3":
+      mode = {"levi_frozen": FROZEN, "levi_light": LIGHT, "levi_full": FULL, "a3": LIGHT}[kind]
+      cfg = {**self._common(kind, "levi"), "large": large, "mode": mode,
+             "small": None if kind == "a3" else self._small_cfg(),
+             "adapter_hidden": self.config.model.adapter_hidden,
+             "taps": list(self.levi_taps()), "loss_weights": self.levi_loss_weights()}
+      return ComponentSpec(kind, seed, cfg, self._with_pretrain())
+    raise ValueError(f"unknown component kind {kind!r}")
+
+  # -- LEVI settings ---------------------------------------------------------
+  @functools.cached_property
+  def _large_template(self) -> nnx.Module:
+    """The large model's structure, without allocating its weights."""
+    return nnx.eval_shape(lambda: self.build_large(nnx.Rngs(0)))
+
+  def _num_blocks(self) -> int:
+    return self._large_template.num_blocks
+
+  def levi_taps(self) -> tuple[int, ...]:
+    n = self._num_blocks()
+    t = str(self.config.levi.taps).strip()
+    if t == "all":
+      return tuple(range(n))
+    try:
+      taps = tuple(int(x) for x in t.split(","))
+    except ValueError:
+      raise UserError(f"config levi.taps={t!r}: use 'all' or comma-separated block "
+                      f"indices, e.g. --config.levi.taps=0,2")
+    if not taps or any(not -n <= x < n for x in taps):
+      raise UserError(f"config levi.taps={t!r}: {self.backbone.name} has blocks 0..{n - 1}")
+    return tuple(x % n for x in taps)
+
+  def levi_loss_weights(self) -> list[float] | None:
+    w = str(self.config.levi.loss_weights).strip()
+    if not w:
+      return None
+    ws = [float(x) for x in w.split(",")]
+    if len(ws) != len(self.levi_taps()):
+      raise UserError(f"config levi.loss_weights has {len(ws)} weights for "
+                      f"{len(self.levi_taps())} adapting layers; give one per tap")
+    s = sum(ws)
+    return [x / s for x in ws]
+
+  def num_a5_heads(self) -> int:
+    return int(self.config.model.a5_heads) or len(self.levi_taps())
+
+  # -- models -----------------------------------------------------------------
+  def build_large(self, rngs: nnx.Rngs) -> nnx.Module:
+    return self.backbone.build(self.info, self.config.backbones[self.backbone.name], rngs)
+
+  def build_small(self, rngs: nnx.Rngs) -> nnx.Module:
+    m = self.config.model
+    return EmbeddingMLP(self.info.small_spec, tuple(m.small_hidden), int(m.embed_dim), rngs=rngs)
+
+  def pretrained_large(self) -> dict[str, np.ndarray]:
+    """The pre-trained large model's params, keyed relative to the large model."""
+    pre = self.pretrain_spec()
+    if pre is None:
+      raise NotImplementedError(f"checkpoint backbones: see {self.backbone.name}")
+    res = self.component(pre)
+    return {k[len("large/"):]: v for k, v in res.params.items() if k.startswith("large/")}
+
+  def load_pretrained(self, model) -> None:
+    P.load_params(model.large, self.pretrained_large(),
+                  source=f"pre-trained {self.backbone.name}", strict=True)
+
+  def top_half_rules(self, large) -> list[tuple[str, bool]]:
+    """Light-tuning: the top half of the large model's blocks train (HT)."""
+    pats = large.block_patterns()
+    top = pats[len(pats) // 2:]
+    return [(rf"^large/{p}", True) for p in top] + [(r"^large/", False)]
+
+  def build(self, spec: ComponentSpec) -> tuple[nnx.Module, list[tuple[str, bool]], dict]:
+    """Model (initialised, pre-trained parts loaded), freezing rules and
+    extra ``TrainJob`` fields for ``spec``."""
+    kind, rngs = spec.kind, nnx.Rngs(spec.seed)
+    out_dim = self.info.out_dim
+    extra: dict[str, Any] = {}
+    if kind == "pretrain":
+      model = LargeWithHead(self.build_large(rngs), out_dim, rngs=rngs)
+      return model, [(r".*", True)], {"select_on_val": False, "train_split": "pretrain",
+                                       "batch_size": spec.config["batch_size"]}
+    if kind in ("ft", "ht", "lp", "fs", "lp_ft"):
+      model = LargeWithHead(self.build_large(rngs), out_dim, rngs=rngs)
+      if kind != "fs":
+        self.load_pretrained(model)
+      if kind == "lp_ft":
+        lp = self.component(spec.dep("lp")).params
+        P.load_params(model, {k: v for k, v in lp.items() if k.startswith("head/")},
+                      source="LP head", strict=True)
+      rules = {"ft": [(r".*", True)], "fs": [(r".*", True)], "lp_ft": [(r".*", True)],
+               "lp": [(r"^head/", True), (r"^large/", False)],
+               "ht": [(r"^head/", True)] + self.top_half_rules(model.large)}[kind]
+      if kind == "lp":
+        extra["cache_key"] = self._pretrained_key()
+      return model, rules, extra
+    if kind in ("small", "small_multi"):
+      model = LayerwiseEnsemble(None, self.build_small(rngs), None, spec.config["heads"],
+                                spec.config["adapter_hidden"], out_dim, rngs=rngs)
+      return model, [(r".*", True)], extra
+    if kind.startswith("levi_") or kind == "a3":
+      c = spec.config
+      large = self.build_large(rngs)
+      small = self.build_small(rngs) if c["small"] is not None else None
+      model = LayerwiseEnsemble(large, small, c["taps"], 0, c["adapter_hidden"], out_dim,
+                                rngs=rngs)
+      self.load_pretrained(model)
+      mode = c["mode"]
+      rules = ([(r"^large/", False)] if mode == FROZEN else
+               self.top_half_rules(large) if mode == LIGHT else [])
+      rules = rules + [(r".*", True)]
+      if mode == FROZEN:
+        extra["cache_key"] = self._pretrained_key() + f"/taps={c['taps']}"
+      if c["loss_weights"] is not None:
+        extra["head_weights"] = tuple(c["loss_weights"])
+      return model, rules, extra
+    raise ValueError(kind)
+
+  def _pretrained_key(self) -> str:
+    pre = self.pretrain_spec()
+    return pre.key if pre is not None else self.backbone.name
+
+  # -- get or train -------------------------------------------------------------
+  def component(self, spec: ComponentSpec) -> ComponentResult:
+    if spec.key in self._results:
+      return self._results[spec.key]
+    path = self.store.component_path(spec.kind, spec.key)
+    rec = self.store.read(path)
+    if rec is not None:
+      self.loaded.append(spec.key)
+    else:
+      rec = self._train(spec)
+    if rec.get("status") == "failed":
+      raise ComponentFailed(f"{spec.kind} (seed {spec.seed}) failed: {rec.get('reason')}")
+    res = ComponentResult(spec, rec, self.store)
+    self._results[spec.key] = res
+    return res
+
+  def _train(self, spec: ComponentSpec) -> dict:
+    c = self.config
+    model, rules, extra = self.build(spec)
+    job = T.TrainJob(
+        model=model, rules=rules, task=self.task, optimizer=spec.config.get("optimizer", c.optimizer),
+        lr=spec.config["lr"], epochs=spec.config["epochs"],
+        batch_size=extra.pop("batch_size", c.batch_size), seed=spec.seed,
+        momentum=c.momentum, weight_decay=c.weight_decay, eval_every=c.eval_every,
+        steps_per_dispatch=c.steps_per_dispatch, eval_batch_size=c.eval_batch_size,
+        desc=f"{spec.kind} s{spec.seed}", **extra)
+    self.progress(f"training {spec.kind} (seed {spec.seed}) [{spec.key}]")
+    path = self.store.component_path(spec.kind, spec.key)
+    base = {"kind": spec.kind, "key": spec.key, "seed": spec.seed, "config": spec.config,
+            "deps": {n: d.key for n, d in spec.deps}}
+    t0 = time.perf_counter()
+    try:
+      r = T.train(job, self.splits, self.feature_cache)
+    except T.TrainingDiverged as e:
+      rec = {**base, "status": "failed", "reason": str(e), "failed_step": e.step}
+      self.store.write(path, rec)
+      self.trained.append(spec.key)
+      return rec
+    labels = {k: np.asarray(s.label) for k, s in self.splits.eval_splits().items()}
+    scores = {k: metrics.score(self.task, p, labels[k]) for k, p in r.preds.items()}
+    arrays = dict(r.trainable)
+    arrays.update({f"state:{k}": v for k, v in r.state.items()})
+    self.store.write_arrays(path.with_name(spec.key + ".npz"), arrays)
+    if r.preds:
+      self.store.write_arrays(path.with_name(spec.key + ".preds.npz"), r.preds)
+    rec = {**base, "status": "ok", "metric": self.info.metric, "scores": scores,
+           "best_epoch": r.best_epoch, "val_curve": r.val_curve, "loss_curve": r.loss_curve,
+           "n_trainable": r.n_trainable, "n_params": r.n_params, "steps": r.steps,
+           "timings": {**r.timings, "total_s": time.perf_counter() - t0},
+           "devices": jax.device_count()}
+    self.store.write(path, rec)
+    self.trained.append(spec.key)
+    return rec
+
+  # -- inference with given params ------------------------------------------------
+  def predict(self, model: nnx.Module) -> dict[str, np.ndarray]:
+    """Predictions of ``model`` as it stands, on every eval split."""
+    return T.predict(model, self.task, self.splits.eval_splits(), self.config.eval_batch_size)

@@ -1,0 +1,137 @@
+"""Configs: plain ``ml_collections.ConfigDict``s (big_vision style).
+
+Precedence, lowest first: ``base_config()``; the preset (``smoke`` for CI in
+seconds, ``cpu`` for a 2-core machine in minutes, ``paper`` for the paper's
+protocol on accelerators); the dataset's own preset values; the user's
+``--config.KEY=VALUE`` overrides. Every key exists in the base config, so a
+typo in an override is an error, not a silently ignored setting.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import ml_collections
+
+from benchmark.errors import UserError
+
+PRESETS = ("smoke", "cpu", "paper")
+
+# Learning rates per component kind. The paper sweeps {1e-4, 1e-3, 1e-2, 1e-1}
+# ({1e-3, ..., 10} for LP) and selects on ID validation (App. D.3).
+DEFAULT_LR = dict(pretrain=1e-3, ft=1e-3, ht=1e-3, lp=1e-2, fs=1e-3, lp_ft=1e-4,
+                  small=1e-3, levi=1e-3)
+
+
+def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+                backbone_defaults: Mapping[str, Mapping[str, Any]] | None = None
+                ) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.preset = "cpu"
+  c.batch_size = 100
+  c.eval_batch_size = 1024
+  c.epochs = 20
+  c.optimizer = "adam"        # adam (text, tabular) | sgd (vision)
+  c.momentum = 0.9
+  c.weight_decay = 0.0
+  c.eval_every = 1            # epochs between ID-validation checks
+  c.steps_per_dispatch = 0    # 0: a whole epoch per device dispatch
+  c.lr = ml_collections.ConfigDict(dict(DEFAULT_LR))
+  c.model = ml_collections.ConfigDict(dict(
+      small_hidden=(512, 256),  # App. D.2: two-layer MLP, 512 and 256 units
+      adapter_hidden=256,       # App. D.2: 256 (recommendation), 1024 (vision)
+      embed_dim=32,             # small model's embedding width per id column
+      a5_heads=0,               # A5's heads; 0 = as many as LEVI's adapters
+  ))
+  c.levi = ml_collections.ConfigDict(dict(
+      taps="all",               # "all" or comma-separated block indices, e.g. "0,2"
+      loss_weights="",          # App. C: comma-separated weights; "" = equal
+  ))
+  # WiSE-FT's mixing coefficients (Wortsman et al. 2022b), chosen on ID val.
+  c.wise_alphas = tuple(round(0.1 * i, 1) for i in range(11))
+  c.a1_seed_offset = 1000      # A1's second FT run uses seed + offset
+  c.pretrain = ml_collections.ConfigDict(dict(epochs=20, seed=0, batch_size=100))
+  c.backbones = ml_collections.ConfigDict(
+      {k: dict(v) for k, v in (backbone_defaults or {}).items()})
+  c.data = ml_collections.ConfigDict(
+      {k: dict(v) for k, v in (data_defaults or {}).items()})
+  return c
+
+
+GENERIC_PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"epochs": 3, "pretrain.epochs": 3, "model.small_hidden": (32, 16),
+              "model.adapter_hidden": 16, "model.embed_dim": 8},
+    "cpu": {},
+    "paper": {},
+}
+
+
+def set_dotted(c: ml_collections.ConfigDict, key: str, value: Any) -> None:
+  *parents, leaf = key.split(".")
+  node = c
+  for p in parents:
+    if p not in node:
+      raise UserError(f"unknown config key {key!r}; see --list_config for valid keys")
+    node = node[p]
+  if leaf not in node:
+    raise UserError(f"unknown config key {key!r}; see --list_config for valid keys")
+  node[leaf] = value
+
+
+def get_dotted(c: ml_collections.ConfigDict, key: str) -> Any:
+  node = c
+  for p in key.split("."):
+    node = node[p]
+  return node
+
+
+def build(preset: str, dataset_presets: Mapping[str, Mapping[str, Any]],
+          base: ml_collections.ConfigDict,
+          overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  if preset not in PRESETS:
+    from benchmark.registry import closest
+    hint = closest(preset, list(PRESETS))
+    raise UserError(f"unknown preset {preset!r}."
+                    + (f" Did you mean {hint[0]}?" if hint else "")
+                    + f" Valid presets: {', '.join(PRESETS)}")
+  c = ml_collections.ConfigDict(base.to_dict())
+  c.preset = preset
+  for layer in (GENERIC_PRESETS[preset], dataset_presets.get(preset, {})):
+    for k, v in layer.items():
+      set_dotted(c, k, v)
+  for k, v in overrides.items():
+    set_dotted(c, k, v)
+  validate(c)
+  c.lock()
+  return c
+
+
+def _positive(name: str, v: Any) -> None:
+  if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+    raise UserError(f"config {name}={v!r} must be a positive finite number; "
+                    f"fix --config.{name}")
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  for k, v in c.lr.items():
+    _positive(f"lr.{k}", v)
+  for k in ("batch_size", "eval_batch_size", "epochs", "eval_every"):
+    _positive(k, c[k])
+  _positive("pretrain.epochs", c.pretrain.epochs)
+  _positive("pretrain.batch_size", c.pretrain.batch_size)
+  if c.optimizer not in ("adam", "sgd"):
+    raise UserError(f"config optimizer={c.optimizer!r}: use adam or sgd "
+                    f"(--config.optimizer=adam)")
+  if c.weight_decay < 0 or not math.isfinite(c.weight_decay):
+    raise UserError("config weight_decay must be >= 0; fix --config.weight_decay")
+  for a in c.wise_alphas:
+    if not 0.0 <= a <= 1.0:
+      raise UserError(f"config wise_alphas has {a}; mixing coefficients lie in [0, 1]")
+  if c.levi.loss_weights:
+    try:
+      w = [float(x) for x in str(c.levi.loss_weights).split(",")]
+    except ValueError:
+      raise UserError(f"config levi.loss_weights={c.levi.loss_weights!r}: give "
+                      f"comma-separated numbers, e.g. --config.levi.loss_weights=1,1,2")
+    if any(x < 0 or not math.isfinite(x) for x in w) or sum(w) <= 0:
+      raise UserError("config levi.loss_weights must be non-negative and not all zero")

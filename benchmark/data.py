@@ -1,0 +1,130 @@
+"""The one shape every benchmark yields: ``ShiftSplits``.
+
+An ID ``train`` split, an ID ``val`` split (the only split model selection may
+look at), ``test_id``, and named OOD groups. Each example carries the views the
+models need: ``large`` (the large model's view: features, token ids or an
+image) and ``small`` (the small model's view: categorical ids, or the image
+again). One batch feeds both.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from benchmark.errors import DataError
+
+REGRESSION = "regression"
+CLASSIFICATION = "classification"
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What models need to know about a benchmark's inputs and labels."""
+  name: str
+  task: str                      # REGRESSION or CLASSIFICATION
+  num_classes: int = 1           # 1 for regression
+  # Static description of the views, e.g. {"num": 3, "cat_vocab": (10, 7)}.
+  large_spec: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  small_spec: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  modality: str = "tabular"      # which backbones and small models fit
+  extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  @property
+  def metric(self) -> str:
+    return "rmse" if self.task == REGRESSION else "acc"
+
+  @property
+  def out_dim(self) -> int:
+    return 1 if self.task == REGRESSION else self.num_classes
+
+  def to_json(self) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(self), default=list))
+
+
+@dataclasses.dataclass
+class Split:
+  """Arrays of one split; every leaf has the examples on axis 0."""
+  large: dict[str, np.ndarray]
+  small: dict[str, np.ndarray]
+  label: np.ndarray
+
+  def __post_init__(self):
+    n = len(self.label)
+    for view in (self.large, self.small):
+      for k, v in view.items():
+        if len(v) != n:
+          raise ValueError(f"view array {k!r} has {len(v)} rows, labels {n}")
+
+  def __len__(self) -> int:
+    return len(self.label)
+
+  def batch(self, idx: np.ndarray) -> dict[str, Any]:
+    return {"large": {k: v[idx] for k, v in self.large.items()},
+            "small": {k: v[idx] for k, v in self.small.items()},
+            "label": self.label[idx]}
+
+  def arrays(self) -> dict[str, Any]:
+    return {"large": self.large, "small": self.small, "label": self.label}
+
+
+@dataclasses.dataclass
+class ShiftSplits:
+  info: DatasetInfo
+  train: Split
+  val: Split
+  test_id: Split
+  ood: dict[str, Split]
+  pretrain: Split | None = None  # only for benchmarks whose backbone is pre-trained here
+
+  def __post_init__(self):
+    for name in ("train", "val", "test_id"):
+      if len(getattr(self, name)) == 0:
+        raise DataError(f"dataset {self.info.name}: split {name!r} is empty; "
+                        f"every benchmark needs ID train, val and test_id rows")
+    if not self.ood:
+      raise DataError(f"dataset {self.info.name}: no OOD group; add rows with "
+                      f"split 'ood:<group>'")
+    for g, s in self.ood.items():
+      if len(s) == 0:
+        raise DataError(f"dataset {self.info.name}: OOD group {g!r} is empty")
+
+  def eval_splits(self) -> dict[str, Split]:
+    """Every split a trained component is evaluated on, by table name."""
+    out = {"val": self.val, "test_id": self.test_id}
+    out.update({f"ood/{g}": s for g, s in self.ood.items()})
+    return out
+
+  def fingerprint(self) -> str:
+    """Content hash: components trained on other data never collide."""
+    h = hashlib.sha256()
+    h.update(json.dumps(self.info.to_json(), sort_keys=True).encode())
+    named = [("train", self.train), ("val", self.val), ("test_id", self.test_id)]
+    named += [(f"ood/{g}", s) for g, s in self.ood.items()]
+    if self.pretrain is not None:
+      named.append(("pretrain", self.pretrain))
+    for name, split in named:
+      h.update(name.encode())
+      for leaf_name, arr in _leaves(split.arrays()):
+        h.update(leaf_name.encode())
+        a = np.ascontiguousarray(arr)
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _leaves(tree, prefix="") -> Iterator[tuple[str, np.ndarray]]:
+  if isinstance(tree, Mapping):
+    for k in sorted(tree):
+      yield from _leaves(tree[k], f"{prefix}/{k}")
+  else:
+    yield prefix, tree
+
+
+def concat_splits(splits: list[Split]) -> Split:
+  cat = lambda ds: {k: np.concatenate([d[k] for d in ds]) for k in ds[0]}
+  return Split(cat([s.large for s in splits]), cat([s.small for s in splits]),
+               np.concatenate([s.label for s in splits]))

@@ -1,0 +1,33 @@
+"""Metrics and the prediction ensembles methods are made of."""
+from __future__ import annotations
+
+import numpy as np
+
+from benchmark.data import REGRESSION
+
+
+def score(task: str, pred: np.ndarray, label: np.ndarray) -> float:
+  """RMSE for regression (lower is better); accuracy in percent otherwise.
+  ``pred`` is the prediction for regression, log-probabilities otherwise."""
+  if task == REGRESSION:
+    return float(np.sqrt(np.mean((pred.astype(np.float64) - label) ** 2)))
+  return float(100.0 * np.mean(np.argmax(pred, axis=-1) == label))
+
+
+def better(task: str, a: float, b: float) -> bool:
+  """Is score ``a`` strictly better than ``b``?"""
+  return a < b if task == REGRESSION else a > b
+
+
+def worst(task: str) -> float:
+  return np.inf if task == REGRESSION else -np.inf
+
+
+def ensemble(task: str, preds: list[np.ndarray],
+             weights: list[float] | None = None) -> np.ndarray:
+  """Output ensemble: mean prediction, or log of the mean probability."""
+  w = np.full(len(preds), 1.0 / len(preds)) if weights is None else np.asarray(weights)
+  if task == REGRESSION:
+    return sum(wi * p for wi, p in zip(w, preds))
+  probs = sum(wi * np.exp(p) for wi, p in zip(w, preds))
+  return np.log(np.maximum(probs, 1e-30))

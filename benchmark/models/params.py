@@ -1,0 +1,99 @@
+"""Parameters as flat ``{"large/blocks/0/kernel": array}`` dicts: what the
+store saves, what weight averaging mixes and what freezing rules match."""
+from __future__ import annotations
+
+import re
+from typing import Iterator, Mapping, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+
+from benchmark.errors import UserError
+
+
+def path_str(path) -> str:
+  return "/".join(str(getattr(p, "key", p)) for p in path)
+
+
+def _walk(tree, prefix=()) -> Iterator[tuple[tuple, object]]:
+  if isinstance(tree, Mapping):
+    for k, v in tree.items():
+      yield from _walk(v, prefix + (k,))
+  else:
+    yield prefix, tree
+
+
+def flat_state(state: nnx.State) -> dict[str, np.ndarray]:
+  return {path_str(p): np.asarray(v) for p, v in _walk(nnx.to_pure_dict(state))}
+
+
+def flat_params(model: nnx.Module) -> dict[str, np.ndarray]:
+  return flat_state(nnx.state(model, nnx.Param))
+
+
+def param_paths(model: nnx.Module) -> list[str]:
+  return list(flat_params(model))
+
+
+def count(flat: Mapping[str, np.ndarray]) -> int:
+  return int(sum(np.size(v) for v in flat.values()))
+
+
+def load_params(model: nnx.Module, flat: Mapping[str, np.ndarray], *,
+                source: str = "checkpoint", strict: bool = False) -> int:
+  """Writes ``flat`` into ``model``'s matching variables (params and batch
+  statistics alike). Returns how many were set. A shape mismatch means a
+  checkpoint of another architecture: a one-line error names it."""
+  state = nnx.state(model)
+  pure = nnx.to_pure_dict(state)
+  n = 0
+
+  def visit(tree, prefix=()):
+    nonlocal n
+    for k, v in list(tree.items()):
+      p = prefix + (k,)
+      if isinstance(v, Mapping):
+        visit(v, p)
+        continue
+      key = path_str(p)
+      if key in flat:
+        new = np.asarray(flat[key])
+        if tuple(new.shape) != tuple(np.shape(v)):
+          raise UserError(
+              f"{source}: parameter {key} has shape {tuple(new.shape)}, the model "
+              f"expects {tuple(np.shape(v))}: the checkpoint is of another "
+              f"architecture; pass one of the configured architecture")
+        tree[k] = jax.numpy.asarray(new, dtype=np.asarray(v).dtype)
+        n += 1
+
+  visit(pure)
+  if strict and n != len(flat):
+    missing = sorted(set(flat) - set(flat_state(state)))[:3]
+    raise UserError(f"{source}: parameters {missing} are not in the model; "
+                    f"pass a checkpoint of the configured architecture")
+  nnx.replace_by_pure_dict(state, pure)
+  nnx.update(model, state)
+  return n
+
+
+def rule_matcher(rules: Sequence[tuple[str, bool]]):
+  """big_vision-style freezing: an ordered list of (regex, trainable); the first
+  regex that matches a parameter path decides. Every parameter must match one."""
+  compiled = [(re.compile(r), t) for r, t in rules]
+
+  def trainable(path: str) -> bool:
+    for rx, t in compiled:
+      if rx.search(path):
+        return t
+    raise ValueError(f"no freezing rule matches parameter {path!r}; "
+                     f"rules: {[r for r, _ in rules]}")
+  return trainable
+
+
+def check_rules(model: nnx.Module, rules: Sequence[tuple[str, bool]]) -> tuple[int, int]:
+  """Checks the rules cover every parameter; returns (trainable, total) counts."""
+  match = rule_matcher(rules)
+  flat = flat_params(model)
+  n_train = sum(np.size(v) for k, v in flat.items() if match(k))
+  return int(n_train), count(flat)

@@ -1,0 +1,80 @@
+"""The two shapes of task model every method is built from.
+
+Both return head outputs stacked as ``[heads, batch, out_dim]``: single-head
+models have one head; LEVI has one per adapting layer. Loss and prediction are
+then the same code for every method (``benchmark.trainer``).
+
+Both take the large model's part through ``encode_large``: when the large model
+is frozen, the trainer computes ``encode_large`` once per split and feeds it back
+as ``batch["large_enc"]`` (a cached frozen backbone), so frozen parts are never
+recomputed nor given gradients.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from benchmark.models.heads import Adapter, concat, linear_head
+
+
+def _large_enc(model, batch, train):
+  if "large_enc" in batch:
+    return tuple(batch["large_enc"])
+  return model.encode_large(batch["large"], train=train)
+
+
+class LargeWithHead(nnx.Module):
+  """A large model with a linear head on its pooled last layer: the FT, HT,
+  LP, FS and LP->FT rows."""
+
+  def __init__(self, large: nnx.Module, out_dim: int, *, rngs: nnx.Rngs):
+    self.large = large
+    self.head = linear_head(large.feature_dim, out_dim, rngs=rngs)
+
+  def encode_large(self, view, *, train: bool = False) -> tuple[jax.Array, ...]:
+    return (self.large(view, train=train)[-1],)
+
+  def __call__(self, batch, *, train: bool = False) -> jax.Array:
+    (feat,) = _large_enc(self, batch, train)
+    return self.head(feat)[None]
+
+
+class LayerwiseEnsemble(nnx.Module):
+  """LEVI (paper Sec. 4, Fig. 3) and the ablations A3-A5.
+
+  One adapting layer per tapped large-model layer, fed concat(tap j, small
+  model output). Without a large model (A4/A5) ``num_heads`` adapters all read
+  the small model; without a small model (A3) adapters read the taps alone.
+  """
+
+  def __init__(self, large: nnx.Module | None, small: nnx.Module | None,
+               taps: Sequence[int] | None, num_heads: int, adapter_hidden: int,
+               out_dim: int, *, rngs: nnx.Rngs):
+    if large is None and small is None:
+      raise ValueError("LayerwiseEnsemble needs a large or a small model")
+    self.large = large
+    self.small = small
+    self.taps = tuple(taps or ())
+    small_dim = small.out_dim if small is not None else 0
+    if large is not None:
+      dins = [large.tap_dims[t] + small_dim for t in self.taps]
+    else:
+      dins = [small_dim] * num_heads
+    self.adapters = nnx.List([Adapter(d, adapter_hidden, out_dim, rngs=rngs)
+                              for d in dins])
+
+  def encode_large(self, view, *, train: bool = False) -> tuple[jax.Array, ...]:
+    taps = self.large(view, train=train)
+    return tuple(taps[t] for t in self.taps)
+
+  def __call__(self, batch, *, train: bool = False) -> jax.Array:
+    z = self.small(batch["small"], train=train) if self.small is not None else None
+    if self.large is not None:
+      feats = _large_enc(self, batch, train)
+      outs = [a(concat(f, z)) for a, f in zip(self.adapters, feats)]
+    else:
+      outs = [a(z) for a in self.adapters]
+    return jnp.stack(outs)

@@ -1,0 +1,57 @@
+"""Runs methods over seeds on one dataset, recording one method record per
+(method, seed) in the store. A rerun reads the records and trains nothing."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from benchmark import metrics
+from benchmark.components import ComponentFailed, Context
+from benchmark.store import key_of
+
+
+def method_key(ctx: Context, method, seed: int) -> tuple[str, dict]:
+  specs = method.specs(ctx, seed)
+  ident = {"method": method.name, "dataset": ctx.info.name, "data": ctx.fingerprint,
+           "seed": seed, "components": {n: s.key for n, s in specs.items()},
+           "config": method.config(ctx)}
+  return key_of(ident), ident
+
+
+def run_method(ctx: Context, method, seed: int) -> dict:
+  key, ident = method_key(ctx, method, seed)
+  path = ctx.store.method_path(ctx.info.name, method.name, key)
+  rec = ctx.store.read(path)
+  if rec is not None:
+    return rec
+  t0 = time.perf_counter()
+  specs = method.specs(ctx, seed)
+  labels = {k: np.asarray(s.label) for k, s in ctx.splits.eval_splits().items()}
+  try:
+    comps = {n: ctx.component(s) for n, s in specs.items()}
+    out = method.combine(ctx, seed, comps)
+    scores = {k: metrics.score(ctx.task, out.preds[k], labels[k]) for k in labels}
+    rec = {**ident, "key": key, "status": "ok", "metric": ctx.info.metric,
+           "scores": scores, "info": out.info,
+           "n_examples": {k: int(len(v)) for k, v in labels.items()},
+           "n_trainable": sum(c.record.get("n_trainable", 0) for c in comps.values()),
+           "combine_s": time.perf_counter() - t0}
+  except ComponentFailed as e:
+    print(f"warning: {method.name} seed {seed}: {e}", file=sys.stderr)
+    rec = {**ident, "key": key, "status": "failed", "reason": str(e),
+           "metric": ctx.info.metric,
+           "n_examples": {k: int(len(v)) for k, v in labels.items()}}
+  ctx.store.write(path, rec)
+  return rec
+
+
+def run(ctx: Context, methods: Sequence, seeds: Sequence[int]) -> list[dict]:
+  records = []
+  for method in methods:
+    for seed in seeds:
+      ctx.progress(f"{method.name} seed {seed}")
+      records.append(run_method(ctx, method, seed))
+  return records

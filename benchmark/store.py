@@ -1,0 +1,149 @@
+"""The run store: one JSON record per component or method run.
+
+Layout under ``WORKDIR/runs/``::
+
+  components/<kind>/<key>.json        record (config, metrics, timings, counts)
+  components/<kind>/<key>.npz         best params (trainable part) and state
+  components/<kind>/<key>.preds.npz   predictions per eval split
+  methods/<dataset>/<method>/<key>.json
+
+Every write goes to a temporary file in the same folder and is renamed into
+place, so a reader sees a whole file or none. Artefacts are written before
+their record: a record present means its artefacts are present too. A record
+that no longer parses is set aside as ``*.corrupt-<time>`` and reported, never
+silently overwritten.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from benchmark.errors import UserError
+
+
+def canonical(obj: Any) -> str:
+  return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable)
+
+
+def _jsonable(o):
+  if isinstance(o, (np.integer,)):
+    return int(o)
+  if isinstance(o, (np.floating,)):
+    return float(o)
+  if isinstance(o, (np.ndarray,)):
+    return o.tolist()
+  if isinstance(o, (tuple, set, frozenset)):
+    return list(o)
+  raise TypeError(f"not JSON-serialisable: {type(o)}")
+
+
+def key_of(obj: Any) -> str:
+  return hashlib.sha256(canonical(obj).encode()).hexdigest()[:20]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.unlink(tmp)
+    raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+  atomic_write_bytes(path, text.encode())
+
+
+def versions() -> dict[str, str]:
+  out = {"python": platform.python_version()}
+  for mod in ("jax", "jaxlib", "flax", "optax", "numpy"):
+    m = sys.modules.get(mod)
+    if m is None:
+      with contextlib.suppress(ImportError):
+        m = __import__(mod)
+    out[mod] = getattr(m, "__version__", "?")
+  return out
+
+
+class RunStore:
+
+  def __init__(self, workdir: str | os.PathLike):
+    self.root = Path(workdir)
+    self.runs = self.root / "runs"
+    self.set_aside: list[Path] = []
+
+  # -- paths -------------------------------------------------------------
+  def component_path(self, kind: str, key: str) -> Path:
+    return self.runs / "components" / kind / f"{key}.json"
+
+  def method_path(self, dataset: str, method: str, key: str) -> Path:
+    return self.runs / "methods" / dataset / method / f"{key}.json"
+
+  # -- records -----------------------------------------------------------
+  def read(self, path: Path) -> dict | None:
+    """The record at ``path``, or None. An unparsable record is moved aside
+    (``.corrupt-<time>``) and reported on stderr, then treated as absent."""
+    try:
+      text = path.read_text()
+    except FileNotFoundError:
+      return None
+    try:
+      rec = json.loads(text)
+      if not isinstance(rec, dict):
+        raise ValueError("not a JSON object")
+      return rec
+    except ValueError as e:
+      aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+      os.replace(path, aside)
+      self.set_aside.append(aside)
+      print(f"warning: store record {path} is not valid JSON ({e}); moved to "
+            f"{aside.name} and will be recomputed", file=sys.stderr)
+      return None
+
+  def write(self, path: Path, record: Mapping) -> None:
+    rec = dict(record)
+    rec.setdefault("written_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
+    rec.setdefault("versions", versions())
+    atomic_write_text(path, json.dumps(rec, indent=1, sort_keys=True, default=_jsonable) + "\n")
+
+  # -- arrays ------------------------------------------------------------
+  @staticmethod
+  def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write_bytes(path, buf.getvalue())
+
+  @staticmethod
+  def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+      with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+      raise UserError(f"store file {path} is unreadable ({e}); delete it and its "
+                      f".json record to recompute") from e
+
+  def check_writable(self) -> None:
+    try:
+      self.runs.mkdir(parents=True, exist_ok=True)
+      atomic_write_text(self.runs / ".write-test", "ok")
+      os.unlink(self.runs / ".write-test")
+    except OSError as e:
+      raise UserError(f"workdir {self.root} is not writable ({e.strerror}); "
+                      f"pass a writable --workdir") from e

@@ -1,0 +1,113 @@
+"""Pure functions from store records to tables: pandas frames, then CSV and
+LaTeX (``Styler.to_latex``), mean ± std over seeds.
+
+``std`` is the sample standard deviation over seeds (ddof=1), blank for one
+seed. ``ood`` is the unweighted mean over the OOD groups, computed per seed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from benchmark.store import atomic_write_text
+
+COLUMNS = ["dataset", "method", "split", "metric", "mean", "std", "n_seeds", "n_examples"]
+LOWER_IS_BETTER = {"rmse"}
+
+
+def split_order(records: Sequence[Mapping]) -> list[str]:
+  groups = []
+  for r in records:
+    for k in r.get("n_examples", {}):
+      if k.startswith("ood/") and k not in groups:
+        groups.append(k)
+  return ["test_id", "ood"] + groups
+
+
+def dataset_frame(records: Sequence[Mapping], methods: Sequence[str] | None = None
+                  ) -> pd.DataFrame:
+  """Long table: one row per (dataset, method, split)."""
+  rows = []
+  order = split_order(records)
+  by_method: dict[tuple[str, str], list[Mapping]] = {}
+  for r in records:
+    by_method.setdefault((r["dataset"], r["method"]), []).append(r)
+  keys = list(by_method)
+  if methods is not None:
+    keys.sort(key=lambda k: (methods.index(k[1]) if k[1] in methods else len(methods)))
+  for (ds, m) in keys:
+    recs = sorted(by_method[(ds, m)], key=lambda r: r["seed"])
+    ok = [r for r in recs if r.get("status") == "ok"]
+    metric = recs[0]["metric"]
+    n_ex = recs[0].get("n_examples", {})
+    for split in order:
+      if split == "ood":
+        vals = [np.mean([v for k, v in r["scores"].items() if k.startswith("ood/")]) for r in ok]
+        n = sum(v for k, v in n_ex.items() if k.startswith("ood/"))
+      else:
+        vals = [r["scores"][split] for r in ok if split in r["scores"]]
+        n = n_ex.get(split, 0)
+      mean = float(np.mean(vals)) if vals else np.nan
+      std = float(np.std(vals, ddof=1)) if len(vals) > 1 else np.nan
+      rows.append([ds, m, split, metric, mean, std, len(vals), int(n)])
+  return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _cell(mean: float, std: float) -> str:
+  if np.isnan(mean):
+    return "failed"
+  return f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def wide(frame: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+  """Methods as rows, splits as columns, ``mean ± std`` cells."""
+  cells = frame.assign(cell=[_cell(m, s) for m, s in zip(frame["mean"], frame["std"])])
+  splits = list(dict.fromkeys(frame["split"]))
+  methods = list(dict.fromkeys(frame["method"]))
+  w = cells.pivot(index="method", columns="split", values="cell").loc[methods, splits]
+  if labels:
+    w.index = [labels.get(m, m) for m in w.index]
+  w.index.name = None
+  w.columns.name = None
+  return w
+
+
+def _rank_styles(frame: pd.DataFrame) -> pd.DataFrame:
+  """LaTeX styles: best per column in bold, second underlined."""
+  splits = list(dict.fromkeys(frame["split"]))
+  methods = list(dict.fromkeys(frame["method"]))
+  styles = pd.DataFrame("", index=methods, columns=splits)
+  for s in splits:
+    col = frame[frame["split"] == s].set_index("method")["mean"].dropna()
+    if col.empty:
+      continue
+    lower = frame[frame["split"] == s]["metric"].iloc[0] in LOWER_IS_BETTER
+    ranked = col.sort_values(ascending=lower).index.tolist()
+    styles.loc[ranked[0], s] = "textbf:--rwrap;"
+    if len(ranked) > 1:
+      styles.loc[ranked[1], s] = "underline:--rwrap;"
+  return styles
+
+
+def to_latex(frame: pd.DataFrame, labels: Mapping[str, str] | None = None,
+             caption: str | None = None) -> str:
+  w = wide(frame).map(lambda c: c.replace("±", r"$\pm$"))
+  styles = _rank_styles(frame)
+  if labels:
+    w.index = styles.index = [labels.get(m, m) for m in w.index]
+  w.columns = styles.columns = [c.replace("_", r"\_") for c in w.columns]
+  w.index = styles.index = [str(i).replace("_", r"\_") for i in w.index]
+  styler = w.style.apply(lambda _: styles, axis=None)
+  return styler.to_latex(hrules=True, caption=caption, column_format="l" + "c" * w.shape[1])
+
+
+def write(frame: pd.DataFrame, stem: Path, labels: Mapping[str, str] | None = None,
+          caption: str | None = None) -> tuple[Path, Path]:
+  csv_path, tex_path = stem.with_suffix(".csv"), stem.with_suffix(".tex")
+  atomic_write_text(csv_path, frame.to_csv(index=False, float_format="%.6f",
+                                           lineterminator="\n"))
+  atomic_write_text(tex_path, to_latex(frame, labels, caption))
+  return csv_path, tex_path

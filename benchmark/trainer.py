@@ -1,0 +1,338 @@
+"""One training loop for every component.
+
+The step is a pure jitted function over (trainable params, optimizer state,
+frozen params, other state, batch). A list of freezing rules says which
+parameters train; frozen ones get no gradient, and when the whole large model
+is frozen its encodings are computed once per split and cached. An epoch runs as
+``lax.scan`` over a chunk of batches (one dispatch per chunk, not per step), with
+batches sharded over the mesh's ``data`` axis. The checkpoint kept is the one
+with the best ID-validation metric.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from benchmark import mesh as meshlib
+from benchmark import metrics
+from benchmark.data import REGRESSION, ShiftSplits, Split
+from benchmark.models import params as P
+
+
+class TrainingDiverged(RuntimeError):
+  """The loss became NaN or infinite."""
+
+  def __init__(self, step: int, loss: float):
+    super().__init__(f"loss became {loss} at step {step}")
+    self.step, self.loss = step, loss
+
+
+@dataclasses.dataclass
+class TrainJob:
+  model: nnx.Module
+  rules: Sequence[tuple[str, bool]]
+  task: str
+  optimizer: str = "adam"
+  lr: float = 1e-3
+  epochs: int = 10
+  batch_size: int = 100
+  seed: int = 0
+  momentum: float = 0.9
+  weight_decay: float = 0.0
+  head_weights: tuple[float, ...] | None = None  # App. C; None = equal weights
+  eval_every: int = 1
+  select_on_val: bool = True   # False: keep the last epoch (e.g. pre-training)
+  steps_per_dispatch: int = 0  # 0: one whole epoch per dispatch
+  eval_batch_size: int = 1024
+  train_split: str = "train"
+  desc: str = ""
+  # Identifies the frozen large model's weights; encodings cached under it are
+  # shared by every job with the same key (e.g. LP and LEVI-pretrained).
+  cache_key: str | None = None
+
+
+@dataclasses.dataclass
+class TrainResult:
+  trainable: dict[str, np.ndarray]   # best checkpoint, trainable params only
+  state: dict[str, np.ndarray]       # best checkpoint, non-param state (e.g. BN)
+  preds: dict[str, np.ndarray]       # per eval split, best checkpoint
+  best_epoch: int
+  best_val: float
+  val_curve: list[float]
+  loss_curve: list[float]
+  n_trainable: int
+  n_params: int
+  steps: int
+  timings: dict[str, float]
+
+
+def make_optimizer(name: str, lr: float, momentum: float, weight_decay: float):
+  if name == "adam":
+    tx = optax.adamw(lr, weight_decay=weight_decay) if weight_decay else optax.adam(lr)
+  elif name == "sgd":
+    tx = optax.sgd(lr, momentum=momentum or None)
+    if weight_decay:
+      tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
+  else:
+    raise ValueError(f"optimizer {name!r}: use adam or sgd")
+  return tx
+
+
+def head_losses(task: str, out: jax.Array, label: jax.Array) -> jax.Array:
+  """Per-head mean loss, ``out`` being ``[heads, batch, out_dim]``."""
+  if task == REGRESSION:
+    return jnp.mean((out[..., 0] - label[None].astype(out.dtype)) ** 2, axis=1)
+  ce = optax.softmax_cross_entropy_with_integer_labels(
+      out, jnp.broadcast_to(label[None], out.shape[:2]))
+  return jnp.mean(ce, axis=1)
+
+
+def combine_heads(task: str, out: jax.Array) -> jax.Array:
+  """Prediction = mean over heads (of probabilities, for classification)."""
+  if task == REGRESSION:
+    return jnp.mean(out[..., 0], axis=0)
+  logp = jax.nn.log_softmax(out, axis=-1)
+  return jax.scipy.special.logsumexp(logp, axis=0) - jnp.log(out.shape[0])
+
+
+def _filters(rules):
+  match = P.rule_matcher(rules)
+  trainable = lambda path, x: isinstance(x, nnx.Param) and match(P.path_str(path))
+  return trainable
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(graphdef, rules: tuple, task: str, head_weights: tuple | None,
+              opt: tuple) -> dict[str, Callable]:
+  """The jitted functions of one (architecture, freezing, loss, optimizer):
+  built once and shared by every seed."""
+  trainable_f = _filters(rules)
+  tx = make_optimizer(*opt)
+
+  def forward(trainable, frozen, rest, batch, train):
+    model = nnx.merge(graphdef, trainable, frozen, rest)
+    out = model(batch, train=train)
+    new_rest = nnx.split(model, trainable_f, nnx.Param, ...)[3]
+    return out, new_rest
+
+  def loss_fn(trainable, frozen, rest, batch):
+    out, new_rest = forward(trainable, frozen, rest, batch, True)
+    per_head = head_losses(task, out, batch["label"])
+    w = (jnp.full(per_head.shape, 1.0 / per_head.shape[0]) if head_weights is None
+         else jnp.asarray(head_weights, per_head.dtype))
+    return jnp.sum(w * per_head), new_rest
+
+  def train_step(trainable, opt_state, frozen, rest, batch):
+    (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        trainable, frozen, rest, batch)
+    updates, opt_state = tx.update(grads, opt_state, trainable)
+    return optax.apply_updates(trainable, updates), opt_state, rest, loss
+
+  @jax.jit
+  def run_chunk(trainable, opt_state, frozen, rest, batches):
+    def body(carry, batch):
+      t, o, r = carry
+      t, o, r, loss = train_step(t, o, frozen, r, batch)
+      return (t, o, r), loss
+    (trainable, opt_state, rest), losses = jax.lax.scan(
+        body, (trainable, opt_state, rest), batches)
+    return trainable, opt_state, rest, losses
+
+  @jax.jit
+  def predict(trainable, frozen, rest, batch):
+    out, _ = forward(trainable, frozen, rest, batch, False)
+    return combine_heads(task, out)
+
+  return {"tx": tx, "train_step": jax.jit(train_step), "run_chunk": run_chunk,
+          "predict": predict, "trainable_filter": trainable_f}
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_encoder(graphdef):
+  @jax.jit
+  def encode(state, view):
+    model = nnx.merge(graphdef, state)
+    return model.encode_large(view, train=False)
+  return encode
+
+
+def _round_batch(bs: int, n: int) -> int:
+  shards = meshlib.num_data_shards()
+  bs = min(bs, n)
+  bs -= bs % shards
+  if bs <= 0:
+    raise ValueError(f"{n} examples cannot fill a batch over {shards} devices")
+  return bs
+
+
+def _map_batches(fn, arrays, n: int, bs: int) -> Any:
+  """Applies jitted ``fn`` to padded, sharded batches of host ``arrays``;
+  concatenates the outputs and cuts the padding."""
+  shards = meshlib.num_data_shards()
+  bs = max(shards, bs - bs % shards)
+  sharding = meshlib.batch_sharding(0)
+  outs = []
+  for start in range(0, n, bs):
+    idx = np.arange(start, min(start + bs, n))
+    pad = (-len(idx)) % shards
+    if len(idx) < bs and n > bs:
+      pad = bs - len(idx)  # keep one shape: no recompilation for the tail
+    idx = np.concatenate([idx, np.zeros(pad, idx.dtype)]) if pad else idx
+    batch = meshlib.put(jax.tree.map(lambda a: a[idx], arrays), sharding)
+    outs.append(jax.tree.map(lambda o: np.asarray(o)[: len(idx) - pad], fn(batch)))
+  return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+
+
+def _large_frozen(model, rules) -> bool:
+  if getattr(model, "large", None) is None or not hasattr(model, "encode_large"):
+    return False
+  match = P.rule_matcher(rules)
+  return not any(match(k) for k in P.flat_params(model) if k.startswith("large/"))
+
+
+class FeatureCache:
+  """Encodings of frozen large models, by (cache key, split name)."""
+
+  def __init__(self):
+    self._d: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
+    self.hits = 0
+    self.misses = 0
+
+  def get(self, key, split_name, compute):
+    k = (key, split_name)
+    if k in self._d:
+      self.hits += 1
+    else:
+      self.misses += 1
+      self._d[k] = compute()
+    return self._d[k]
+
+
+def train(job: TrainJob, splits: ShiftSplits,
+          feature_cache: FeatureCache | None = None) -> TrainResult:
+  model = job.model
+  rules = tuple((r, bool(t)) for r, t in job.rules)
+  n_trainable, n_params = P.check_rules(model, rules)
+  opt = (job.optimizer, float(job.lr), float(job.momentum), float(job.weight_decay))
+  graphdef, trainable, frozen, rest = nnx.split(model, _filters(rules), nnx.Param, ...)
+  fns = _compiled(graphdef, rules, job.task,
+                  None if job.head_weights is None else tuple(job.head_weights), opt)
+  repl = meshlib.replicated()
+  trainable, frozen, rest = meshlib.put((trainable, frozen, rest), repl)
+  opt_state = meshlib.put(fns["tx"].init(trainable), repl)
+
+  t0 = time.perf_counter()
+  train_split: Split = getattr(splits, job.train_split)
+  eval_named = splits.eval_splits() if job.select_on_val else {}
+  data = {job.train_split: train_split.arrays(), **{k: s.arrays() for k, s in eval_named.items()}}
+
+  # A frozen large model is run once per split; its encodings replace its view.
+  if _large_frozen(model, rules):
+    enc_graph, enc_state = nnx.split(model)
+    encode = _compiled_encoder(enc_graph)
+    enc_state = meshlib.put(enc_state, repl)
+    cache = feature_cache or FeatureCache()
+    key = job.cache_key or f"uncached-{id(model)}"
+    for name in list(data):
+      arr = data[name]
+      enc = cache.get(key, name, lambda arr=arr: _map_batches(
+          lambda b: encode(enc_state, b), arr["large"], len(arr["label"]),
+          job.eval_batch_size))
+      data[name] = {"large_enc": tuple(enc), "small": arr["small"], "label": arr["label"]}
+  t_cache = time.perf_counter() - t0
+
+  n = len(train_split)
+  bs = _round_batch(job.batch_size, n)
+  steps_per_epoch = n // bs
+  k = job.steps_per_dispatch or steps_per_epoch
+  rng = np.random.default_rng(job.seed)
+  chunk_sharding = meshlib.batch_sharding(1)
+  train_arrays = data[job.train_split]
+
+  def predict_split(name, tr, re_):
+    arr = data[name]
+    return _map_batches(lambda b: fns["predict"](tr, frozen, re_, b), arr,
+                        len(arr["label"]), job.eval_batch_size)
+
+  best = (metrics.worst(job.task), -1, trainable, rest)
+  val_curve, loss_curve = [], []
+  step = 0
+  t_train0 = time.perf_counter()
+  t_first_epoch = 0.0
+  bar = tqdm(range(job.epochs), desc=job.desc or "train", leave=False, disable=None)
+  for epoch in bar:
+    perm = rng.permutation(n)[: steps_per_epoch * bs].reshape(steps_per_epoch, bs)
+    epoch_losses = []
+    for c in range(0, steps_per_epoch, k):
+      idx = perm[c:c + k]
+      batches = meshlib.put(jax.tree.map(lambda a: a[idx], train_arrays), chunk_sharding)
+      trainable, opt_state, rest, losses = fns["run_chunk"](
+          trainable, opt_state, frozen, rest, batches)
+      losses = np.asarray(losses)
+      if not np.all(np.isfinite(losses)):
+        bad = int(np.argmin(np.isfinite(losses)))
+        raise TrainingDiverged(step + bad, float(losses[bad]))
+      step += len(idx)
+      epoch_losses.append(losses)
+    loss_curve.append(float(np.mean(np.concatenate(epoch_losses))))
+    if epoch == 0:
+      t_first_epoch = time.perf_counter() - t_train0
+    if job.select_on_val and ((epoch + 1) % job.eval_every == 0 or epoch + 1 == job.epochs):
+      v = metrics.score(job.task, predict_split("val", trainable, rest),
+                        np.asarray(splits.val.label))
+      val_curve.append(v)
+      if metrics.better(job.task, v, best[0]):
+        best = (v, epoch, trainable, rest)
+      bar.set_postfix(loss=f"{loss_curve[-1]:.4f}", val=f"{v:.4f}")
+    else:
+      bar.set_postfix(loss=f"{loss_curve[-1]:.4f}")
+  t_train = time.perf_counter() - t_train0
+  if not job.select_on_val:
+    best = (float("nan"), job.epochs - 1, trainable, rest)
+  _, best_epoch, trainable, rest = best
+
+  t_eval0 = time.perf_counter()
+  preds = {name: predict_split(name, trainable, rest) for name in eval_named}
+  t_eval = time.perf_counter() - t_eval0
+  nnx.update(model, trainable, rest)  # leave the model at its best checkpoint
+
+  n_eval = sum(len(s) for s in eval_named.values())
+  later = max(1, (job.epochs - 1) * steps_per_epoch * bs)
+  return TrainResult(
+      trainable=P.flat_state(trainable), state=P.flat_state(rest), preds=preds,
+      best_epoch=int(best_epoch), best_val=float(best[0]), val_curve=val_curve,
+      loss_curve=loss_curve, n_trainable=n_trainable, n_params=n_params, steps=step,
+      timings={"cache_s": t_cache, "train_s": t_train, "first_epoch_s": t_first_epoch,
+               "train_s_per_example": ((t_train - t_first_epoch) / later
+                                       if job.epochs > 1 else math.nan),
+               "eval_s": t_eval,
+               "eval_s_per_example": t_eval / n_eval if n_eval else math.nan})
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_predictor(graphdef, task: str):
+  @jax.jit
+  def fn(state, batch):
+    model = nnx.merge(graphdef, state)
+    return combine_heads(task, model(batch, train=False))
+  return fn
+
+
+def predict(model: nnx.Module, task: str, splits: Mapping[str, Split],
+            eval_batch_size: int = 1024) -> dict[str, np.ndarray]:
+  """Predictions of ``model`` as it stands (e.g. with averaged weights)."""
+  graphdef, state = nnx.split(model)
+  fn = _compiled_predictor(graphdef, task)
+  state = meshlib.put(state, meshlib.replicated())
+  return {name: _map_batches(lambda b: fn(state, b), s.arrays(), len(s), eval_batch_size)
+          for name, s in splits.items()}

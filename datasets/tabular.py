@@ -1,0 +1,152 @@
+"""``tabular``: a benchmark read from a CSV the user supplies.
+
+Columns: ``cat_*`` (categorical), ``num_*`` (numeric), ``label`` and ``split``,
+whose values are ``pretrain``, ``train``, ``val``, ``test_id`` or
+``ood:<group>``. ``pretrain`` rows pre-train the ``tabular_mlp`` large model.
+Both views (large and small model) are the same columns: categorical values
+become ids (0 = unseen in pretrain/train rows), numeric columns are
+standardised with the ID train rows' statistics.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from benchmark.data import CLASSIFICATION, REGRESSION, DatasetInfo, ShiftSplits, Split
+from benchmark.errors import DataError, UserError
+from datasets.base import DATASETS, DatasetSpec
+
+FIXED_SPLITS = ("pretrain", "train", "val", "test_id")
+
+
+def read_csv(path: str) -> pd.DataFrame:
+  if not path:
+    raise UserError("dataset tabular reads a CSV: pass --data_dir FILE.csv")
+  if os.path.isdir(path):
+    raise UserError(f"--data_dir {path} is a folder; dataset tabular needs the CSV "
+                    f"file itself: --data_dir FILE.csv")
+  if not os.path.exists(path):
+    raise UserError(f"--data_dir {path} does not exist; pass the CSV file with "
+                    f"--data_dir FILE.csv")
+  try:
+    df = pd.read_csv(path, dtype={"split": str}, keep_default_na=True)
+  except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+    raise DataError(f"{path}: not a readable CSV ({str(e).splitlines()[0]}); "
+                    f"fix the file or regenerate it") from e
+  return df
+
+
+def frame_to_splits(df: pd.DataFrame, name: str, *, task: str = "auto",
+                    standardize: bool = True, source: str = "CSV") -> ShiftSplits:
+  """The one path every tabular-schema benchmark goes through."""
+  missing = [c for c in ("label", "split") if c not in df.columns]
+  cats = sorted(c for c in df.columns if c.startswith("cat_"))
+  nums = sorted(c for c in df.columns if c.startswith("num_"))
+  if missing:
+    raise DataError(f"{source}: missing column(s) {', '.join(missing)}; a tabular CSV "
+                    f"needs label, split and cat_*/num_* feature columns")
+  if not cats and not nums:
+    raise DataError(f"{source}: no feature columns; name them cat_<name> "
+                    f"(categorical) or num_<name> (numeric)")
+  other = [c for c in df.columns if c not in ("label", "split", *cats, *nums)]
+  if other:
+    raise DataError(f"{source}: unexpected column(s) {', '.join(other[:5])}; rename "
+                    f"features to cat_<name> or num_<name>, or drop them")
+  split = df["split"].astype(str).str.strip()
+  bad = sorted({s for s in split.unique()
+                if s not in FIXED_SPLITS and not (s.startswith("ood:") and len(s) > 4)})
+  if bad:
+    raise DataError(f"{source}: unknown split value(s) {', '.join(map(repr, bad[:5]))}; "
+                    f"use pretrain, train, val, test_id or ood:<group>")
+  if df["label"].isna().any():
+    row = int(np.flatnonzero(df["label"].isna())[0]) + 2
+    raise DataError(f"{source}: empty label on line {row}; every row needs a label")
+
+  label_raw = df["label"]
+  if task == "auto":
+    numeric = pd.api.types.is_numeric_dtype(label_raw)
+    integral = numeric and np.all(np.mod(label_raw.to_numpy(np.float64), 1) == 0)
+    task = REGRESSION if numeric and not integral else CLASSIFICATION
+  if task not in (REGRESSION, CLASSIFICATION):
+    raise UserError(f"task {task!r}: use auto, regression or classification")
+  extra = {}
+  if task == REGRESSION:
+    try:
+      y = label_raw.to_numpy(np.float32)
+    except (ValueError, TypeError):
+      raise DataError(f"{source}: non-numeric labels with task=regression; fix the "
+                      f"labels or set --config.data.{name}.task=classification")
+    num_classes = 1
+  else:
+    classes = sorted(label_raw.unique().tolist(), key=str)
+    y = label_raw.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int32)
+    num_classes = len(classes)
+    extra["classes"] = [str(c) for c in classes]
+    if num_classes < 2:
+      raise DataError(f"{source}: one label value only; classification needs two")
+
+  fit_rows = split.isin(["pretrain", "train"]).to_numpy()
+  cat_ids, vocab = [], []
+  for c in cats:
+    col = df[c].astype(str).to_numpy()
+    values = sorted(set(col[fit_rows]))
+    lookup = {v: i + 1 for i, v in enumerate(values)}  # 0: not seen in training
+    cat_ids.append(np.array([lookup.get(v, 0) for v in col], np.int32))
+    vocab.append(len(values) + 1)
+  num = np.zeros((len(df), 0), np.float32)
+  if nums:
+    try:
+      num = df[nums].to_numpy(np.float64)
+    except (ValueError, TypeError):
+      raise DataError(f"{source}: a num_* column holds non-numbers; fix it or rename "
+                      f"it cat_*")
+    if not np.all(np.isfinite(num)):
+      r, col = np.argwhere(~np.isfinite(num))[0]
+      raise DataError(f"{source}: {nums[col]} is empty or not finite on line {r + 2}")
+    if standardize:
+      tr = num[(split == "train").to_numpy()]
+      mu, sd = tr.mean(0), tr.std(0)
+      num = (num - mu) / np.where(sd > 1e-8, sd, 1.0)
+    num = num.astype(np.float32)
+  cat = np.stack(cat_ids, 1) if cats else np.zeros((len(df), 0), np.int32)
+
+  spec = {}
+  if nums:
+    spec["num"] = len(nums)
+  if cats:
+    spec["cat_vocab"] = tuple(vocab)
+  extra["columns"] = {"num": nums, "cat": cats}
+  info = DatasetInfo(name=name, task=task, num_classes=num_classes, large_spec=spec,
+                     small_spec=spec, modality="tabular", extra=extra)
+
+  def make(mask) -> Split:
+    mask = np.asarray(mask)
+    view = {}
+    if nums:
+      view["num"] = num[mask]
+    if cats:
+      view["cat"] = cat[mask]
+    return Split(view, view, y[mask])
+
+  groups = sorted(s[4:] for s in split.unique() if s.startswith("ood:"))
+  pre = (split == "pretrain").to_numpy()
+  return ShiftSplits(
+      info=info, train=make(split == "train"), val=make(split == "val"),
+      test_id=make(split == "test_id"),
+      ood={g: make(split == f"ood:{g}") for g in groups},
+      pretrain=make(pre) if pre.any() else None)
+
+
+def load(config, data_dir):
+  c = config.data.tabular
+  return frame_to_splits(read_csv(data_dir), "tabular", task=c.task,
+                         standardize=c.standardize, source=data_dir)
+
+
+DATASETS.add("tabular", DatasetSpec(
+    name="tabular", description="a CSV you supply (--data_dir FILE.csv): cat_*, num_*, "
+    "label, split in {pretrain, train, val, test_id, ood:<group>}",
+    load=load, default_backbone="tabular_mlp",
+    data_defaults={"task": "auto", "standardize": True}))

@@ -1,0 +1,69 @@
+"""One base class for methods (DomainBed style) and their registry.
+
+A method is a recipe over trained components: ``specs`` names the components
+it needs (without training anything, so sweeps can be listed, sharded and
+skipped), and ``combine`` turns their stored predictions or weights into the
+method's predictions on every eval split.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from benchmark.components import ComponentResult, ComponentSpec, Context
+from benchmark.registry import Registry
+
+
+@dataclasses.dataclass
+class MethodOutput:
+  preds: dict[str, np.ndarray]              # per eval split ("val", "test_id", "ood/<g>")
+  info: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. selected alpha
+
+
+class Method:
+  name: str = ""
+  label: str = ""        # row label in tables, as in the paper
+  family: str = ""       # table section
+
+  def specs(self, ctx: Context, seed: int) -> dict[str, ComponentSpec]:
+    raise NotImplementedError
+
+  def combine(self, ctx: Context, seed: int,
+              comps: dict[str, ComponentResult]) -> MethodOutput:
+    raise NotImplementedError
+
+  def config(self, ctx: Context) -> dict[str, Any]:
+    """Method-level hyperparameters that are not part of any component."""
+    return {}
+
+
+METHODS: Registry[Method] = Registry("method")
+
+
+def register(cls):
+  METHODS.add(cls.name, cls())
+  return cls
+
+
+class SingleComponent(Method):
+  """A method that is one trained component, e.g. FT or LEVI."""
+  kind: str = ""
+
+  def specs(self, ctx, seed):
+    return {self.kind: ctx.spec(self.kind, seed)}
+
+  def combine(self, ctx, seed, comps):
+    return MethodOutput(dict(comps[self.kind].preds))
+
+
+class OutputEnsemble(Method):
+  """Average of several components' outputs (probabilities for classification)."""
+  members: tuple[str, ...] = ()
+
+  def combine(self, ctx, seed, comps):
+    from benchmark.metrics import ensemble
+    names = list(comps[self.members[0]].preds)
+    return MethodOutput({s: ensemble(ctx.task, [comps[m].preds[s] for m in self.members])
+                         for s in names})

@@ -1,0 +1,26 @@
+"""Standard training baselines (paper Table 1, top block)."""
+from methods.base import SingleComponent, register
+
+
+@register
+class FineTuning(SingleComponent):
+  name, kind, family = "ft", "ft", "standard"
+  label = "Fine-tuning (FT)"
+
+
+@register
+class HalfTuning(SingleComponent):
+  name, kind, family = "ht", "ht", "standard"
+  label = "Light-tuning: half of blocks (HT)"
+
+
+@register
+class LinearProbing(SingleComponent):
+  name, kind, family = "lp", "lp", "standard"
+  label = "Light-tuning: linear probing (LP)"
+
+
+@register
+class FromScratch(SingleComponent):
+  name, kind, family = "fs", "fs", "standard"
+  label = "From scratch (FS)"

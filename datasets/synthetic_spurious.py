@@ -22,7 +22,7 @@ from datasets.base import DATASETS, DatasetSpec
 from datasets.tabular import frame_to_splits
 
 
-def generate(n: int = 2000, rho_x: float = 0.5, rho_s: float = 0.9,
+def generate(n: int = 2000, rho_x: float = 0.5, rho_s: float = 0.7,
              seed: int = 0) -> pd.DataFrame:
   rng = np.random.default_rng(seed)
 
@@ -57,7 +57,7 @@ DATASETS.add("synthetic_spurious", DatasetSpec(
     description="paper App. E.8: spurious s1 (pre-training) and s2 (fine-tuning), "
                 "transferable x; OOD = only x predicts y",
     load=load, default_backbone="tabular_mlp",
-    data_defaults={"n": 2000, "rho_x": 0.5, "rho_s": 0.9, "seed": 0},
+    data_defaults={"n": 2000, "rho_x": 0.5, "rho_s": 0.7, "seed": 0},
     presets={"smoke": {}, "cpu": {"epochs": 30, "pretrain.epochs": 30,
                                   "model.small_hidden": (64, 32), "model.adapter_hidden": 32},
              "paper": {"epochs": 100, "pretrain.epochs": 100}}))

@@ -1,0 +1,147 @@
+"""Bad command lines: exit status 2, one ``error:`` line naming the fix on
+stderr, and nothing written under the workdir.
+
+Every case is one short subprocess; they are started together (threads) once
+per module so the whole file costs about as much as a few sequential runs.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+# A log line from absl / JAX (``WARNING: ...``, ``I0101 12:00:00.000 ...``) or
+# the harness's own progress line (``[12:00:00] loading ...``): not the error.
+_LOG_LINE = re.compile(r"^(WARNING\b|[IWEF]\d{4}\s|\[\d\d:\d\d:\d\d\]\s)")
+
+SS = ["--dataset", "synthetic_spurious"]
+
+# name -> (args; ``{csv:NAME}`` is replaced by the path of CSV NAME below,
+# substrings the error line must contain: the fix it names)
+CASES: dict[str, tuple[list[str], list[str]]] = {
+    "unknown_method": (["--method", "levii", *SS, "--seeds", "0"],
+                       ["unknown method 'levii'", "Did you mean levi"]),
+    "unknown_method_in_list": (["--method", "ft,levii", *SS, "--seeds", "0"],
+                               ["unknown method 'levii'", "levi"]),
+    "unknown_dataset": (["--method", "ft", "--dataset", "synthetic_spurios", "--seeds", "0"],
+                        ["unknown dataset 'synthetic_spurios'", "synthetic_spurious"]),
+    "unknown_backbone": (["--method", "ft", *SS, "--backbone", "tabular_mpl", "--seeds", "0"],
+                         ["unknown backbone 'tabular_mpl'", "tabular_mlp"]),
+    "unknown_preset": (["--method", "ft", *SS, "--preset", "smok", "--seeds", "0"],
+                       ["unknown preset 'smok'", "Did you mean smoke"]),
+    "seeds_not_ints": (["--method", "ft", *SS, "--seeds", "a,b"],
+                       ["--seeds", "0,1,2"]),
+    "seeds_negative": (["--method", "ft", *SS, "--seeds=-1"],
+                       ["--seeds", "non-negative"]),
+    "seeds_repeated": (["--method", "ft", *SS, "--seeds", "0,0"],
+                       ["--seeds", "distinct"]),
+    "missing_method": ([*SS, "--seeds", "0"],
+                       ["--method"]),
+    "csv_missing_label": (["--method", "ft", "--dataset", "tabular",
+                           "--data_dir", "{csv:no_label}", "--seeds", "0"],
+                          ["label"]),
+    "csv_unknown_split": (["--method", "ft", "--dataset", "tabular",
+                           "--data_dir", "{csv:holdout}", "--seeds", "0"],
+                          ["'holdout'", "ood:<group>"]),
+    "data_dir_missing": (["--method", "ft", "--dataset", "tabular",
+                          "--data_dir", "{csv:does_not_exist}", "--seeds", "0"],
+                         ["does not exist", "--data_dir"]),
+    "negative_lr": (["--method", "ft", *SS, "--seeds", "0", "--config.lr.ft=-1"],
+                    ["lr.ft", "--config.lr.ft"]),
+    "nan_lr": (["--method", "ft", *SS, "--seeds", "0", "--config.lr.ft=nan"],
+               ["lr.ft", "--config.lr.ft"]),
+}
+
+_GOOD_ROWS = [  # a valid tabular CSV body, minus whichever column a case drops
+    ("1.0", "a", "0", "pretrain"), ("2.0", "b", "1", "pretrain"),
+    ("0.5", "a", "0", "train"), ("1.5", "b", "1", "train"),
+    ("0.2", "a", "0", "val"), ("1.2", "b", "1", "val"),
+    ("0.3", "a", "0", "test_id"), ("1.3", "b", "1", "test_id"),
+    ("0.4", "c", "0", "ood:g1"), ("1.4", "c", "1", "ood:g1"),
+]
+
+
+def _write_csvs(folder: Path) -> dict[str, Path]:
+  folder.mkdir(parents=True, exist_ok=True)
+  no_label = folder / "no_label.csv"
+  no_label.write_text("num_a,cat_b,split\n"
+                      + "".join(f"{n},{c},{s}\n" for n, c, _, s in _GOOD_ROWS))
+  holdout = folder / "holdout.csv"
+  holdout.write_text("num_a,cat_b,label,split\n"
+                     + "".join(f"{n},{c},{y},{s}\n" for n, c, y, s in _GOOD_ROWS)
+                     + "0.9,a,1,holdout\n")
+  return {"no_label": no_label, "holdout": holdout,
+          "does_not_exist": folder / "does_not_exist.csv"}
+
+
+def _resolve(args: list[str], csvs: dict[str, Path]) -> list[str]:
+  out = []
+  for a in args:
+    m = re.fullmatch(r"\{csv:(\w+)\}", a)
+    out.append(str(csvs[m.group(1)]) if m else a)
+  return out
+
+
+@pytest.fixture(scope="module")
+def cli_results(run_cli, tmp_path_factory):
+  """name -> (CompletedProcess, workdir) for every case, run concurrently."""
+  base = tmp_path_factory.mktemp("cli_errors")
+  csvs = _write_csvs(base / "csv")
+  jobs = {name: (_resolve(args, csvs), base / "workdirs" / name)
+          for name, (args, _) in CASES.items()}
+  workers = max(2, min(len(jobs), os.cpu_count() or 2))
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    futures = {name: pool.submit(run_cli, args, wd) for name, (args, wd) in jobs.items()}
+    return {name: (f.result(), jobs[name][1]) for name, f in futures.items()}
+
+
+def error_line(stderr: str) -> str:
+  """The single ``error:`` line of ``stderr``; fails unless that is all the
+  user sees apart from log lines."""
+  assert "Traceback" not in stderr, stderr
+  lines = [l.rstrip() for l in stderr.splitlines() if l.strip()]
+  assert lines, "nothing on stderr"
+  assert lines[-1].startswith("error:"), stderr
+  messages = [l for l in lines if not _LOG_LINE.match(l)]
+  assert len(messages) == 1, f"expected one error line, got {messages!r}"
+  return messages[0]
+
+
+def files_under(workdir: Path) -> list[Path]:
+  return [p for p in workdir.rglob("*") if p.is_file()] if workdir.exists() else []
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_exits_2_with_one_error_line(cli_results, name):
+  proc, workdir = cli_results[name]
+  assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+  line = error_line(proc.stderr)
+  for fragment in CASES[name][1]:
+    assert fragment in line, f"{fragment!r} not in {line!r}"
+  assert not (workdir / "runs").exists() or not files_under(workdir / "runs")
+  assert files_under(workdir) == [], files_under(workdir)
+  assert "Traceback" not in proc.stdout
+
+
+def test_list_prints_every_name(run_cli, tmp_path):
+  from benchmark import configs
+  from benchmark.models import BACKBONES
+  from datasets import DATASETS
+  from methods import METHODS
+
+  workdir = tmp_path / "wd"
+  proc = run_cli(["--list"], workdir)
+  assert proc.returncode == 0, proc.stderr
+  assert "Traceback" not in proc.stderr
+  words = set(re.findall(r"[\w]+", proc.stdout))
+  for reg in (METHODS, DATASETS, BACKBONES):
+    names = reg.names()
+    assert names
+    missing = [n for n in names if n not in words]
+    assert not missing, f"--list does not print {missing}"
+  for p in configs.PRESETS:
+    assert p in words
+  assert files_under(workdir) == []

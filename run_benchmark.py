@@ -103,7 +103,7 @@ def log(msg: str) -> None:
 
 def run(argv: list[str]) -> int:
   # Imported here so that --list answers without initialising JAX.
-  from benchmark import protocol, tables
+  from benchmark import mesh, protocol, tables
   from benchmark.components import Context
   from benchmark.store import RunStore
 
@@ -122,6 +122,7 @@ def run(argv: list[str]) -> int:
   BACKBONES.get(backbone)
   config = resolve_config(spec, argv)
 
+  mesh.maybe_initialize_distributed()
   log(f"loading {spec.name} (preset {config.preset})")
   splits = spec.load(config, FLAGS.data_dir)
   store = RunStore(FLAGS.workdir)
@@ -144,8 +145,9 @@ def run(argv: list[str]) -> int:
         f"preset {config.preset})")
   print(tables.wide(frame).to_string())
   print(f"\nwrote {csv_path} and {tex_path}")
-  print(f"components: {len(ctx.trained)} trained, {len(set(ctx.loaded))} reused from the "
-        f"store; {time.perf_counter() - t0:.1f}s")
+  print(f"components: {len(ctx.trained)} trained, {len(set(ctx.loaded))} read from the "
+        f"store; method results: {len(records) - ctx.methods_reused} computed, "
+        f"{ctx.methods_reused} read from the store; {time.perf_counter() - t0:.1f}s")
   return 0
 
 

@@ -100,6 +100,7 @@ class Context:
     self.feature_cache = T.FeatureCache()
     self.trained: list[str] = []   # component keys trained in this invocation
     self.loaded: list[str] = []    # component keys read back from the store
+    self.methods_reused = 0        # method results read back from the store
     self.progress = progress or (lambda msg: None)
     self._results: dict[str, ComponentResult] = {}
 

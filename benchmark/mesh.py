@@ -40,10 +40,35 @@ def batch_sharding(leading_axes: int = 0) -> NamedSharding:
   return NamedSharding(get_mesh(), P(*([None] * leading_axes), "data"))
 
 
-def put(tree, sharding: NamedSharding):
-  """Host arrays -> global device arrays. On several hosts each process passes
-  its own slice of the batch."""
-  if jax.process_count() == 1:
+def put(tree, sharding: NamedSharding, batch_axis: int | None = None):
+  """Host arrays -> global device arrays.
+
+  Every process holds the same global batch (the same seeded permutation), so
+  on several hosts each one hands over its own contiguous slice of
+  ``batch_axis``; replicated values (``batch_axis=None``) go as they are.
+  """
+  n_proc = jax.process_count()
+  if n_proc == 1:
     return jax.device_put(tree, sharding)
-  return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, x), tree)
+
+  def local(x):
+    x = np.asarray(x)
+    if batch_axis is not None:
+      size = x.shape[batch_axis] // n_proc
+      start = jax.process_index() * size
+      x = np.take(x, np.arange(start, start + size), axis=batch_axis)
+    return jax.make_array_from_process_local_data(sharding, x)
+  return jax.tree.map(local, tree)
+
+
+def fetch(x) -> np.ndarray:
+  """A (possibly batch-sharded, multi-host) device array as one host array."""
+  if jax.process_count() > 1 and not x.is_fully_addressable:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)
+
+
+def is_main_process() -> bool:
+  """Only process 0 writes to the store and prints tables."""
+  return jax.process_index() == 0

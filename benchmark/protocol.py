@@ -26,6 +26,7 @@ def run_method(ctx: Context, method, seed: int) -> dict:
   path = ctx.store.method_path(ctx.info.name, method.name, key)
   rec = ctx.store.read(path)
   if rec is not None:
+    ctx.methods_reused += 1
     return rec
   t0 = time.perf_counter()
   specs = method.specs(ctx, seed)

@@ -53,6 +53,11 @@ def key_of(obj: Any) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+  """Temp file in the same folder, fsync, rename: readers see all or nothing.
+  On several hosts only process 0 writes."""
+  from benchmark.mesh import is_main_process
+  if not is_main_process():
+    return
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:

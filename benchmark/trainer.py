@@ -188,8 +188,8 @@ def _map_batches(fn, arrays, n: int, bs: int) -> Any:
     if len(idx) < bs and n > bs:
       pad = bs - len(idx)  # keep one shape: no recompilation for the tail
     idx = np.concatenate([idx, np.zeros(pad, idx.dtype)]) if pad else idx
-    batch = meshlib.put(jax.tree.map(lambda a: a[idx], arrays), sharding)
-    outs.append(jax.tree.map(lambda o: np.asarray(o)[: len(idx) - pad], fn(batch)))
+    batch = meshlib.put(jax.tree.map(lambda a: a[idx], arrays), sharding, batch_axis=0)
+    outs.append(jax.tree.map(lambda o: meshlib.fetch(o)[: len(idx) - pad], fn(batch)))
   return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
 
@@ -275,7 +275,8 @@ def train(job: TrainJob, splits: ShiftSplits,
     epoch_losses = []
     for c in range(0, steps_per_epoch, k):
       idx = perm[c:c + k]
-      batches = meshlib.put(jax.tree.map(lambda a: a[idx], train_arrays), chunk_sharding)
+      batches = meshlib.put(jax.tree.map(lambda a: a[idx], train_arrays), chunk_sharding,
+                            batch_axis=1)
       trainable, opt_state, rest, losses = fns["run_chunk"](
           trainable, opt_state, frozen, rest, batches)
       losses = np.asarray(losses)

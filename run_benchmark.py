@@ -136,9 +136,9 @@ def run(argv: list[str]) -> int:
   records = protocol.run(ctx, methods, seeds)
   frame = tables.dataset_frame(records, [m.name for m in methods])
   labels = {m.name: m.name for m in methods}
-  caption = (f"{spec.name}: {splits.info.metric} ({'lower' if splits.info.metric == 'rmse' else 'higher'} "
+  caption = (f"{tables.latex_escape(spec.name)}: {splits.info.metric} ({'lower' if splits.info.metric == 'rmse' else 'higher'} "
              f"is better), mean $\\pm$ std over seeds {','.join(map(str, seeds))}; "
-             f"backbone {backbone}, preset {config.preset}")
+             f"backbone {tables.latex_escape(backbone)}, preset {config.preset}")
   csv_path, tex_path = tables.write(frame, store.root / "tables" / spec.name, labels, caption)
   print(f"\n{spec.name} ({splits.info.metric}, {'lower' if splits.info.metric == 'rmse' else 'higher'}"
         f" is better; mean ± std over {len(seeds)} seed(s); backbone {backbone}, "

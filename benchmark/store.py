@@ -24,6 +24,7 @@ import platform
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -106,16 +107,17 @@ class RunStore:
     """The record at ``path``, or None. An unparsable record is moved aside
     (``.corrupt-<time>``) and reported on stderr, then treated as absent."""
     try:
-      text = path.read_text()
+      data = path.read_bytes()
     except FileNotFoundError:
       return None
     try:
-      rec = json.loads(text)
+      rec = json.loads(data.decode("utf-8"))
       if not isinstance(rec, dict):
         raise ValueError("not a JSON object")
       return rec
-    except ValueError as e:
-      aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    except ValueError as e:  # UnicodeDecodeError and JSONDecodeError included
+      stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}"
+      aside = path.with_name(f"{path.name}.corrupt-{stamp}")
       os.replace(path, aside)
       self.set_aside.append(aside)
       print(f"warning: store record {path} is not valid JSON ({e}); moved to "
@@ -140,7 +142,7 @@ class RunStore:
     try:
       with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
       raise UserError(f"store file {path} is unreadable ({e}); delete it and its "
                       f".json record to recompute") from e
 

@@ -92,14 +92,21 @@ def _rank_styles(frame: pd.DataFrame) -> pd.DataFrame:
   return styles
 
 
+def latex_escape(text: str) -> str:
+  for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
+               ("#", r"\#")):
+    text = text.replace(a, b)
+  return text
+
+
 def to_latex(frame: pd.DataFrame, labels: Mapping[str, str] | None = None,
              caption: str | None = None) -> str:
   w = wide(frame).map(lambda c: c.replace("±", r"$\pm$"))
   styles = _rank_styles(frame)
   if labels:
     w.index = styles.index = [labels.get(m, m) for m in w.index]
-  w.columns = styles.columns = [c.replace("_", r"\_") for c in w.columns]
-  w.index = styles.index = [str(i).replace("_", r"\_") for i in w.index]
+  w.columns = styles.columns = [latex_escape(c) for c in w.columns]
+  w.index = styles.index = [latex_escape(str(i)) for i in w.index]
   styler = w.style.apply(lambda _: styles, axis=None)
   return styler.to_latex(hrules=True, caption=caption, column_format="l" + "c" * w.shape[1])
 

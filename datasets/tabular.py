@@ -80,7 +80,9 @@ def frame_to_splits(df: pd.DataFrame, name: str, *, task: str = "auto",
                       f"labels or set --config.data.{name}.task=classification")
     num_classes = 1
   else:
-    classes = sorted(label_raw.unique().tolist(), key=str)
+    uniq = label_raw.unique().tolist()
+    numeric = pd.api.types.is_numeric_dtype(label_raw)
+    classes = sorted(uniq) if numeric else sorted(uniq, key=str)
     y = label_raw.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int32)
     num_classes = len(classes)
     extra["classes"] = [str(c) for c in classes]

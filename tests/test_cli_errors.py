@@ -34,7 +34,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
                        ["unknown preset 'smok'", "Did you mean smoke"]),
     "seeds_not_ints": (["--method", "ft", *SS, "--seeds", "a,b"],
                        ["--seeds", "0,1,2"]),
-    "seeds_negative": (["--method", "ft", *SS, "--seeds=-1"],
+    "seeds_negative": (["--method", "ft", *SS, "--seeds", "-1"],
                        ["--seeds", "non-negative"]),
     "seeds_repeated": (["--method", "ft", *SS, "--seeds", "0,0"],
                        ["--seeds", "distinct"]),

@@ -96,8 +96,13 @@ class Context:
                       f"dataset {self.info.name!r} is {self.info.modality}; use "
                       f"--backbone {' or '.join(valid)}")
     self.store = store
+    self.backbone_cfg = config.backbones[backbone]
+    if self.backbone.prepare is not None:  # e.g. sentences -> this backbone's tokens
+      prep = lambda view: self.backbone.prepare(view["text"], self.backbone_cfg)
+      splits = splits.map_large(prep)
+      self.splits = splits
     self.fingerprint = splits.fingerprint()
-    self.feature_cache = T.FeatureCache()
+    self.feature_cache = T.FeatureCache(store.root / "cache" / "taps")
     self.trained: list[str] = []   # component keys trained in this invocation
     self.loaded: list[str] = []    # component keys read back from the store
     self.methods_reused = 0        # method results read back from the store
@@ -116,8 +121,17 @@ class Context:
     return out
 
   def _large_cfg(self) -> dict:
-    return {"name": self.backbone.name,
-            "cfg": self.config.backbones[self.backbone.name].to_dict()}
+    cfg = {"name": self.backbone.name, "cfg": self.backbone_cfg.to_dict()}
+    if self.backbone.source == "checkpoint":
+      cfg["weights"] = self.backbone_weights_key()
+    return cfg
+
+  def backbone_weights_key(self) -> str:
+    if self.backbone.weights_key is None:
+      return self.backbone.name
+    if not hasattr(self, "_weights_key"):
+      self._weights_key = self.backbone.weights_key(self.backbone_cfg)
+    return self._weights_key
 
   def _small_cfg(self) -> dict:
     m = self.config.model
@@ -203,7 +217,7 @@ class Context:
 
   # -- models -----------------------------------------------------------------
   def build_large(self, rngs: nnx.Rngs) -> nnx.Module:
-    return self.backbone.build(self.info, self.config.backbones[self.backbone.name], rngs)
+    return self.backbone.build(self.info, self.backbone_cfg, rngs)
 
   def build_small(self, rngs: nnx.Rngs) -> nnx.Module:
     m = self.config.model
@@ -211,11 +225,17 @@ class Context:
 
   def pretrained_large(self) -> dict[str, np.ndarray]:
     """The pre-trained large model's params, keyed relative to the large model."""
-    pre = self.pretrain_spec()
-    if pre is None:
-      raise NotImplementedError(f"checkpoint backbones: see {self.backbone.name}")
-    res = self.component(pre)
-    return {k[len("large/"):]: v for k, v in res.params.items() if k.startswith("large/")}
+    if not hasattr(self, "_pretrained"):
+      pre = self.pretrain_spec()
+      if pre is not None:
+        res = self.component(pre)
+        self._pretrained = {k[len("large/"):]: v for k, v in res.params.items()
+                            if k.startswith("large/")}
+      else:
+        large = self.build_large(nnx.Rngs(0))
+        self.backbone.load(self.backbone_cfg, large)
+        self._pretrained = P.flat_params(large)
+    return self._pretrained
 
   def load_pretrained(self, model) -> None:
     P.load_params(model.large, self.pretrained_large(),
@@ -267,15 +287,17 @@ class Context:
                self.top_half_rules(large) if mode == LIGHT else [])
       rules = rules + [(r".*", True)]
       if mode == FROZEN:
-        extra["cache_key"] = self._pretrained_key() + f"/taps={c['taps']}"
+        extra["cache_key"] = self._pretrained_key()
       if c["loss_weights"] is not None:
         extra["head_weights"] = tuple(c["loss_weights"])
       return model, rules, extra
     raise ValueError(kind)
 
   def _pretrained_key(self) -> str:
+    """Names the frozen large model's weights and the data its taps are of."""
     pre = self.pretrain_spec()
-    return pre.key if pre is not None else self.backbone.name
+    weights = pre.key if pre is not None else self.backbone_weights_key()
+    return f"{self.backbone.name}-{weights}-{self.fingerprint}"
 
   # -- get or train -------------------------------------------------------------
   def component(self, spec: ComponentSpec) -> ComponentResult:
@@ -334,4 +356,4 @@ class Context:
   # -- inference with given params ------------------------------------------------
   def predict(self, model: nnx.Module) -> dict[str, np.ndarray]:
     """Predictions of ``model`` as it stands, on every eval split."""
-    return T.predict(model, self.task, self.splits.eval_splits(), self.config.eval_batch_size)
+    return T.predict(model, self.task, self.splits, self.config.eval_batch_size)

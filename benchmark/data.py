@@ -79,6 +79,10 @@ class ShiftSplits:
   test_id: Split
   ood: dict[str, Split]
   pretrain: Split | None = None  # only for benchmarks whose backbone is pre-trained here
+  # Overlapping OOD groups (e.g. a movie with two OOD genres) can share one
+  # pool, predicted once: ood[g] == ood_pool rows ood_index[g].
+  ood_pool: Split | None = None
+  ood_index: dict[str, np.ndarray] | None = None
 
   def __post_init__(self):
     for name in ("train", "val", "test_id"):
@@ -97,6 +101,27 @@ class ShiftSplits:
     out = {"val": self.val, "test_id": self.test_id}
     out.update({f"ood/{g}": s for g, s in self.ood.items()})
     return out
+
+  def eval_plan(self) -> tuple[dict[str, Split], dict[str, tuple[str, np.ndarray | None]]]:
+    """What to predict (pools) and how each eval split is read off a pool."""
+    pools = {"val": self.val, "test_id": self.test_id}
+    plan: dict[str, tuple[str, np.ndarray | None]] = {"val": ("val", None),
+                                                      "test_id": ("test_id", None)}
+    if self.ood_pool is not None:
+      pools["ood_pool"] = self.ood_pool
+      plan.update({f"ood/{g}": ("ood_pool", self.ood_index[g]) for g in self.ood})
+    else:
+      pools.update({f"ood/{g}": s for g, s in self.ood.items()})
+      plan.update({f"ood/{g}": (f"ood/{g}", None) for g in self.ood})
+    return pools, plan
+
+  def map_large(self, fn) -> "ShiftSplits":
+    """A copy whose large-model views are ``fn(view)`` (e.g. tokenised text)."""
+    m = lambda s: None if s is None else Split(fn(s.large), s.small, s.label)
+    return dataclasses.replace(
+        self, train=m(self.train), val=m(self.val), test_id=m(self.test_id),
+        ood={g: m(s) for g, s in self.ood.items()}, pretrain=m(self.pretrain),
+        ood_pool=m(self.ood_pool))
 
   def fingerprint(self) -> str:
     """Content hash: components trained on other data never collide."""

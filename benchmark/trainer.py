@@ -161,8 +161,7 @@ def _compiled(graphdef, rules: tuple, task: str, head_weights: tuple | None,
 def _compiled_encoder(graphdef):
   @jax.jit
   def encode(state, view):
-    model = nnx.merge(graphdef, state)
-    return model.encode_large(view, train=False)
+    return tuple(nnx.merge(graphdef, state)(view, train=False))
   return encode
 
 
@@ -194,28 +193,45 @@ def _map_batches(fn, arrays, n: int, bs: int) -> Any:
 
 
 def _large_frozen(model, rules) -> bool:
-  if getattr(model, "large", None) is None or not hasattr(model, "encode_large"):
+  if getattr(model, "large", None) is None or not hasattr(model, "select_taps"):
     return False
   match = P.rule_matcher(rules)
   return not any(match(k) for k in P.flat_params(model) if k.startswith("large/"))
 
 
 class FeatureCache:
-  """Encodings of frozen large models, by (cache key, split name)."""
+  """Tap lists of frozen large models, by (cache key, pool name), in memory and,
+  with ``disk_dir``, on disk (``<disk_dir>/<key>/<pool>.npz``), so that LP,
+  LEVI with a pre-trained model and every seed share one computation, across
+  invocations too. The key must identify the weights and the data."""
 
-  def __init__(self):
+  def __init__(self, disk_dir=None):
     self._d: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
+    self.disk_dir = disk_dir
     self.hits = 0
     self.misses = 0
 
-  def get(self, key, split_name, compute):
-    k = (key, split_name)
+  def get(self, key: str, pool: str, compute) -> tuple[np.ndarray, ...]:
+    k = (key, pool)
     if k in self._d:
       self.hits += 1
-    else:
-      self.misses += 1
-      self._d[k] = compute()
-    return self._d[k]
+      return self._d[k]
+    path = None
+    if self.disk_dir is not None:
+      from benchmark.store import RunStore  # no cycle at import time
+      path = self.disk_dir / key / f"{pool.replace('/', '__')}.npz"
+      if path.exists():
+        arrs = RunStore.read_arrays(path)
+        self.hits += 1
+        self._d[k] = tuple(arrs[f"tap{i}"] for i in range(len(arrs)))
+        return self._d[k]
+    self.misses += 1
+    taps = tuple(np.asarray(t) for t in compute())
+    if path is not None:
+      from benchmark.store import RunStore
+      RunStore.write_arrays(path, {f"tap{i}": t for i, t in enumerate(taps)})
+    self._d[k] = taps
+    return taps
 
 
 def train(job: TrainJob, splits: ShiftSplits,
@@ -233,22 +249,22 @@ def train(job: TrainJob, splits: ShiftSplits,
 
   t0 = time.perf_counter()
   train_split: Split = getattr(splits, job.train_split)
-  eval_named = splits.eval_splits() if job.select_on_val else {}
-  data = {job.train_split: train_split.arrays(), **{k: s.arrays() for k, s in eval_named.items()}}
+  pools, plan = splits.eval_plan() if job.select_on_val else ({}, {})
+  data = {job.train_split: train_split.arrays(), **{k: s.arrays() for k, s in pools.items()}}
 
-  # A frozen large model is run once per split; its encodings replace its view.
+  # A frozen large model runs once per split; its taps replace its view.
   if _large_frozen(model, rules):
-    enc_graph, enc_state = nnx.split(model)
+    enc_graph, enc_state = nnx.split(model.large)
     encode = _compiled_encoder(enc_graph)
     enc_state = meshlib.put(enc_state, repl)
-    cache = feature_cache or FeatureCache()
-    key = job.cache_key or f"uncached-{id(model)}"
+    cache = feature_cache if (feature_cache is not None and job.cache_key) else FeatureCache()
+    key = job.cache_key or "uncached"
     for name in list(data):
       arr = data[name]
-      enc = cache.get(key, name, lambda arr=arr: _map_batches(
+      taps = cache.get(key, name, lambda arr=arr: _map_batches(
           lambda b: encode(enc_state, b), arr["large"], len(arr["label"]),
           job.eval_batch_size))
-      data[name] = {"large_enc": tuple(enc), "small": arr["small"], "label": arr["label"]}
+      data[name] = {"large_taps": taps, "small": arr["small"], "label": arr["label"]}
   t_cache = time.perf_counter() - t0
 
   n = len(train_split)
@@ -303,11 +319,13 @@ def train(job: TrainJob, splits: ShiftSplits,
   _, best_epoch, trainable, rest = best
 
   t_eval0 = time.perf_counter()
-  preds = {name: predict_split(name, trainable, rest) for name in eval_named}
+  pool_preds = {name: predict_split(name, trainable, rest) for name in pools}
+  preds = {name: pool_preds[pool] if idx is None else pool_preds[pool][idx]
+           for name, (pool, idx) in plan.items()}
   t_eval = time.perf_counter() - t_eval0
   nnx.update(model, trainable, rest)  # leave the model at its best checkpoint
 
-  n_eval = sum(len(s) for s in eval_named.values())
+  n_eval = sum(len(s) for s in pools.values())
   later = max(1, (job.epochs - 1) * steps_per_epoch * bs)
   return TrainResult(
       trainable=P.flat_state(trainable), state=P.flat_state(rest), preds=preds,
@@ -329,11 +347,18 @@ def _compiled_predictor(graphdef, task: str):
   return fn
 
 
-def predict(model: nnx.Module, task: str, splits: Mapping[str, Split],
+def predict(model: nnx.Module, task: str, splits: ShiftSplits | Mapping[str, Split],
             eval_batch_size: int = 1024) -> dict[str, np.ndarray]:
-  """Predictions of ``model`` as it stands (e.g. with averaged weights)."""
+  """Predictions of ``model`` as it stands (e.g. with averaged weights), on
+  every eval split of ``splits`` (or on each split of a plain mapping)."""
   graphdef, state = nnx.split(model)
   fn = _compiled_predictor(graphdef, task)
   state = meshlib.put(state, meshlib.replicated())
-  return {name: _map_batches(lambda b: fn(state, b), s.arrays(), len(s), eval_batch_size)
-          for name, s in splits.items()}
+  if isinstance(splits, ShiftSplits):
+    pools, plan = splits.eval_plan()
+  else:
+    pools, plan = dict(splits), {k: (k, None) for k in splits}
+  out = {name: _map_batches(lambda b: fn(state, b), s.arrays(), len(s), eval_batch_size)
+         for name, s in pools.items()}
+  return {name: out[pool] if idx is None else out[pool][idx]
+          for name, (pool, idx) in plan.items()}

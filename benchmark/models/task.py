@@ -4,10 +4,10 @@ Both return head outputs stacked as ``[heads, batch, out_dim]``: single-head
 models have one head; LEVI has one per adapting layer. Loss and prediction are
 then the same code for every method (``benchmark.trainer``).
 
-Both take the large model's part through ``encode_large``: when the large model
-is frozen, the trainer computes ``encode_large`` once per split and feeds it back
-as ``batch["large_enc"]`` (a cached frozen backbone), so frozen parts are never
-recomputed nor given gradients.
+Both read the large model's taps from ``batch["large_taps"]`` when present:
+when the large model is frozen, the trainer computes its full tap list once per
+split (and caches it on disk) and feeds it back, so frozen parts are never
+recomputed nor given gradients. ``select_taps`` picks what each model uses.
 """
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ from flax import nnx
 from benchmark.models.heads import Adapter, concat, linear_head
 
 
-def _large_enc(model, batch, train):
-  if "large_enc" in batch:
-    return tuple(batch["large_enc"])
-  return model.encode_large(batch["large"], train=train)
+def _large_taps(model, batch, train):
+  if "large_taps" in batch:
+    taps = tuple(batch["large_taps"])
+  else:
+    taps = tuple(model.large(batch["large"], train=train))
+  return model.select_taps(taps)
 
 
 class LargeWithHead(nnx.Module):
@@ -34,11 +36,11 @@ class LargeWithHead(nnx.Module):
     self.large = large
     self.head = linear_head(large.feature_dim, out_dim, rngs=rngs)
 
-  def encode_large(self, view, *, train: bool = False) -> tuple[jax.Array, ...]:
-    return (self.large(view, train=train)[-1],)
+  def select_taps(self, taps) -> tuple[jax.Array, ...]:
+    return (taps[-1],)
 
   def __call__(self, batch, *, train: bool = False) -> jax.Array:
-    (feat,) = _large_enc(self, batch, train)
+    (feat,) = _large_taps(self, batch, train)
     return self.head(feat)[None]
 
 
@@ -66,14 +68,13 @@ class LayerwiseEnsemble(nnx.Module):
     self.adapters = nnx.List([Adapter(d, adapter_hidden, out_dim, rngs=rngs)
                               for d in dins])
 
-  def encode_large(self, view, *, train: bool = False) -> tuple[jax.Array, ...]:
-    taps = self.large(view, train=train)
+  def select_taps(self, taps) -> tuple[jax.Array, ...]:
     return tuple(taps[t] for t in self.taps)
 
   def __call__(self, batch, *, train: bool = False) -> jax.Array:
     z = self.small(batch["small"], train=train) if self.small is not None else None
     if self.large is not None:
-      feats = _large_enc(self, batch, train)
+      feats = _large_taps(self, batch, train)
       outs = [a(concat(f, z)) for a, f in zip(self.adapters, feats)]
     else:
       outs = [a(z) for a in self.adapters]

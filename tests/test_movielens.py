@@ -1,0 +1,133 @@
+"""MovieLens-100K: the genre shift's numbers, and the same splits from every
+source (the recbole wheel's files, the GroupLens folder, a prepared TFDS dir),
+tested on files written here in each exact on-disk format."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.errors import DataError, UserError
+from datasets import movielens as M
+from tests.harness import smoke_config
+
+EXPECTED_GENRES = {"Adventure", "Sci-Fi", "War", "Crime", "Children's", "Horror", "Mystery",
+                   "Musical", "Animation", "Western", "Film-Noir", "Documentary"}
+
+
+@pytest.fixture(scope="module")
+def frame():
+  return M.load_frame(None)  # the recbole wheel (fetched with pip once, then cached)
+
+
+def test_genre_shift_matches_the_paper(frame):
+  assert len(frame) == 100_000
+  is_id, groups = M.genre_shift(frame)
+  assert int(is_id.sum()) == 91_142 and int((~is_id).sum()) == 8_858
+  assert set(groups) == EXPECTED_GENRES  # Fantasy (160 OOD ratings) drops out
+  ood = frame[~is_id]
+  assert sum("Fantasy" in g for g in ood["genres"]) == 160
+  assert all(len(r) >= 200 for r in groups.values())
+
+
+def test_sentence_is_the_papers(frame):
+  row = frame[(frame.user_id == "138") & (frame.item_id == "357")]
+  assert M.sentences(row)[0] == (
+      "When the user id is 138, the user occupation is doctor, the user zipcode is 53211, "
+      "the movie title is One Flew Over the Cuckoo's Nest (1975), and the movie id is 357, "
+      "what can be the user rating on this movie?:")
+
+
+def write_grouplens(df: pd.DataFrame, folder) -> None:
+  """``df`` (canonical frame) as GroupLens ml-100k files, in their exact format:
+  u.data tab-separated without header; u.item and u.user '|'-separated latin-1."""
+  folder.mkdir(parents=True, exist_ok=True)
+  df[["user_id", "item_id", "rating", "timestamp"]].assign(
+      rating=df["rating"].astype(int)).to_csv(folder / "u.data", sep="\t", header=False,
+                                               index=False)
+  items = df.drop_duplicates("item_id")
+  lines = []
+  for _, r in items.iterrows():
+    flags = ["1" if g in r["genres"] else "0" for g in M.GENRES]
+    lines.append("|".join([r["item_id"], r["title"], "01-Jan-1995", "",
+                           "http://example.invalid/"] + flags))
+  (folder / "u.item").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+  users = df.drop_duplicates("user_id")
+  (folder / "u.user").write_bytes(("\n".join(
+      "|".join([r.user_id, r.age, r.gender, r.occupation, r.zip_code])
+      for r in users.itertuples()) + "\n").encode("latin-1"))
+
+
+def assert_same_splits(a, b):
+  assert list(a.ood) == list(b.ood)
+  for name in ["train", "val", "test_id"]:
+    sa, sb = getattr(a, name), getattr(b, name)
+    np.testing.assert_array_equal(sa.large["text"], sb.large["text"])
+    np.testing.assert_array_equal(sa.small["cat"], sb.small["cat"])
+    np.testing.assert_array_equal(sa.label, sb.label)
+  for g in a.ood:
+    np.testing.assert_array_equal(a.ood[g].large["text"], b.ood[g].large["text"])
+    np.testing.assert_array_equal(a.ood[g].label, b.ood[g].label)
+  assert a.fingerprint() == b.fingerprint()
+
+
+def test_grouplens_folder_gives_the_same_splits(frame, tmp_path):
+  write_grouplens(frame, tmp_path / "ml-100k")
+  c = smoke_config("movielens_genre").data.movielens_genre
+  from_wheel = M.to_splits(frame, c)
+  from_folder = M.to_splits(M.load_frame(str(tmp_path)), c)  # finds ml-100k/ inside
+  assert_same_splits(from_wheel, from_folder)
+
+
+def test_tfds_prepared_dir_gives_the_same_splits(frame, tmp_path, monkeypatch):
+  """TFDS's own movielens builder prepares the dataset from a local GroupLens
+  fixture (its download replaced by that folder); the harness reads the
+  prepared TFRecords back."""
+  import tensorflow_datasets as tfds
+  sub = frame[frame["user_id"].astype(int) <= 40].reset_index(drop=True)  # ~2.6k ratings
+  src = tmp_path / "download"
+  write_grouplens(sub, src / "ml-100k")
+  monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract",
+                      lambda self, url: str(src))
+  data_dir = tmp_path / "tfds"
+  tfds.builder("movielens/100k-ratings", data_dir=str(data_dir)).download_and_prepare()
+  c = smoke_config("movielens_genre", **{"data.movielens_genre.min_ood_ratings": 20}).data.movielens_genre
+  from_folder = M.to_splits(M.load_frame(str(src)), c)
+  from_tfds = M.to_splits(M.load_frame(str(data_dir)), c)
+  assert len(from_folder.ood) >= 3
+  assert_same_splits(from_folder, from_tfds)
+
+
+def test_missing_and_truncated_files_name_the_file(frame, tmp_path):
+  with pytest.raises(UserError, match="does not exist"):
+    M.load_frame(str(tmp_path / "nope"))
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(DataError, match="u.data"):
+    M.load_frame(str(tmp_path / "empty"))
+  folder = tmp_path / "ml-100k"
+  write_grouplens(frame.iloc[:500], folder)
+  data = (folder / "u.data").read_bytes()
+  cut = len(data) // 2
+  while data[cut - 1:cut] == b"\n":  # cut mid-line
+    cut += 1
+  (folder / "u.data").write_bytes(data[:cut])
+  with pytest.raises(DataError, match="u.data.*truncated"):
+    M.load_frame(str(folder))
+  write_grouplens(frame.iloc[:500], folder)
+  (folder / "u.item").write_bytes(b"1|Toy Story (1995)|01-Jan-1995\n")
+  with pytest.raises(DataError, match="u.item"):
+    M.load_frame(str(folder))
+
+
+def test_evaluation_splits_are_whole_outside_smoke(frame):
+  c = smoke_config("movielens_genre", **{"data.movielens_genre.max_eval": 0,
+                                         "data.movielens_genre.max_train": 1000})
+  s = M.to_splits(frame, c.data.movielens_genre)
+  assert len(s.train) == 1000
+  assert len(s.test_id) == round(91_142 * 0.1)
+  _, groups = M.genre_shift(frame)
+  assert {g: len(x) for g, x in s.ood.items()} == {g: len(r) for g, r in groups.items()}
+  # The pool holds each OOD rating once; every group reads its rows off it.
+  assert len(s.ood_pool) == len(np.unique(np.concatenate(list(groups.values()))))
+  for g in s.ood:
+    np.testing.assert_array_equal(s.ood_pool.label[s.ood_index[g]], s.ood[g].label)

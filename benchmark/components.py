@@ -118,6 +118,8 @@ class Context:
            "epochs": c.epochs, "eval_every": c.eval_every}
     if lr_key:
       out["lr"] = float(c.lr[lr_key])
+    if self.task == "regression":
+      out["label_scale"] = list(self.label_scale())
     return out
 
   def _large_cfg(self) -> dict:
@@ -324,6 +326,7 @@ class Context:
         batch_size=extra.pop("batch_size", c.batch_size), seed=spec.seed,
         momentum=c.momentum, weight_decay=c.weight_decay, eval_every=c.eval_every,
         steps_per_dispatch=c.steps_per_dispatch, eval_batch_size=c.eval_batch_size,
+        label_scale=self.label_scale(extra.get("train_split", "train")),
         desc=f"{spec.kind} s{spec.seed}", **extra)
     self.progress(f"training {spec.kind} (seed {spec.seed}) [{spec.key}]")
     path = self.store.component_path(spec.kind, spec.key)
@@ -354,6 +357,10 @@ class Context:
     return rec
 
   # -- inference with given params ------------------------------------------------
+  def label_scale(self, split: str = "train") -> tuple[float, float]:
+    return T.label_scale(self.task, np.asarray(getattr(self.splits, split).label))
+
   def predict(self, model: nnx.Module) -> dict[str, np.ndarray]:
     """Predictions of ``model`` as it stands, on every eval split."""
-    return T.predict(model, self.task, self.splits, self.config.eval_batch_size)
+    return T.predict(model, self.task, self.splits, self.config.eval_batch_size,
+                     self.label_scale())

@@ -19,6 +19,18 @@ def maybe_initialize_distributed() -> None:
     jax.distributed.initialize()
 
 
+def enable_compilation_cache(path: str | None = None) -> None:
+  """Keeps compiled programs on disk (default ``~/.cache/levi_harness/jax`` or
+  ``$LEVI_CACHE/jax``): a rerun, or another seed in a new process, skips
+  XLA compilation, which dominates short CPU runs of the text models."""
+  if path is None:
+    base = os.environ.get("LEVI_CACHE", os.path.join(os.path.expanduser("~"), ".cache",
+                                                     "levi_harness"))
+    path = os.path.join(base, "jax")
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def get_mesh() -> Mesh:
   global _MESH
   if _MESH is None:

@@ -55,6 +55,9 @@ class TrainJob:
   steps_per_dispatch: int = 0  # 0: one whole epoch per dispatch
   eval_batch_size: int = 1024
   train_split: str = "train"
+  # Regression: (mean, std) of the training labels; heads learn standardised
+  # targets so that a zero-initialised head starts at the mean rating.
+  label_scale: tuple[float, float] = (0.0, 1.0)
   desc: str = ""
   # Identifies the frozen large model's weights; encodings cached under it are
   # shared by every job with the same key (e.g. LP and LEVI-pretrained).
@@ -88,19 +91,24 @@ def make_optimizer(name: str, lr: float, momentum: float, weight_decay: float):
   return tx
 
 
-def head_losses(task: str, out: jax.Array, label: jax.Array) -> jax.Array:
-  """Per-head mean loss, ``out`` being ``[heads, batch, out_dim]``."""
+def head_losses(task: str, out: jax.Array, label: jax.Array,
+                scale: tuple[float, float] = (0.0, 1.0)) -> jax.Array:
+  """Per-head mean loss, ``out`` being ``[heads, batch, out_dim]``. Regression
+  heads predict standardised targets (label - mean) / std (``scale``)."""
   if task == REGRESSION:
-    return jnp.mean((out[..., 0] - label[None].astype(out.dtype)) ** 2, axis=1)
+    target = (label[None].astype(out.dtype) - scale[0]) / scale[1]
+    return jnp.mean((out[..., 0] - target) ** 2, axis=1)
   ce = optax.softmax_cross_entropy_with_integer_labels(
       out, jnp.broadcast_to(label[None], out.shape[:2]))
   return jnp.mean(ce, axis=1)
 
 
-def combine_heads(task: str, out: jax.Array) -> jax.Array:
-  """Prediction = mean over heads (of probabilities, for classification)."""
+def combine_heads(task: str, out: jax.Array,
+                  scale: tuple[float, float] = (0.0, 1.0)) -> jax.Array:
+  """Prediction = mean over heads (of probabilities, for classification),
+  mapped back to label units for regression."""
   if task == REGRESSION:
-    return jnp.mean(out[..., 0], axis=0)
+    return jnp.mean(out[..., 0], axis=0) * scale[1] + scale[0]
   logp = jax.nn.log_softmax(out, axis=-1)
   return jax.scipy.special.logsumexp(logp, axis=0) - jnp.log(out.shape[0])
 
@@ -113,7 +121,7 @@ def _filters(rules):
 
 @functools.lru_cache(maxsize=64)
 def _compiled(graphdef, rules: tuple, task: str, head_weights: tuple | None,
-              opt: tuple) -> dict[str, Callable]:
+              opt: tuple, scale: tuple[float, float]) -> dict[str, Callable]:
   """The jitted functions of one (architecture, freezing, loss, optimizer):
   built once and shared by every seed."""
   trainable_f = _filters(rules)
@@ -127,7 +135,7 @@ def _compiled(graphdef, rules: tuple, task: str, head_weights: tuple | None,
 
   def loss_fn(trainable, frozen, rest, batch):
     out, new_rest = forward(trainable, frozen, rest, batch, True)
-    per_head = head_losses(task, out, batch["label"])
+    per_head = head_losses(task, out, batch["label"], scale)
     w = (jnp.full(per_head.shape, 1.0 / per_head.shape[0]) if head_weights is None
          else jnp.asarray(head_weights, per_head.dtype))
     return jnp.sum(w * per_head), new_rest
@@ -151,7 +159,7 @@ def _compiled(graphdef, rules: tuple, task: str, head_weights: tuple | None,
   @jax.jit
   def predict(trainable, frozen, rest, batch):
     out, _ = forward(trainable, frozen, rest, batch, False)
-    return combine_heads(task, out)
+    return combine_heads(task, out, scale)
 
   return {"tx": tx, "train_step": jax.jit(train_step), "run_chunk": run_chunk,
           "predict": predict, "trainable_filter": trainable_f}
@@ -174,18 +182,25 @@ def _round_batch(bs: int, n: int) -> int:
   return bs
 
 
+def eval_batch(n: int, bs: int) -> int:
+  """Batch size for predicting ``n`` examples: a power of two (at least the
+  device count, at most ``bs``), so that splits of any size share a few
+  compiled shapes instead of compiling one program per split length."""
+  shards = meshlib.num_data_shards()
+  b = max(shards, 1 << max(0, (n - 1).bit_length()))
+  b = min(b, max(shards, bs - bs % shards))
+  return b - b % shards
+
+
 def _map_batches(fn, arrays, n: int, bs: int) -> Any:
   """Applies jitted ``fn`` to padded, sharded batches of host ``arrays``;
   concatenates the outputs and cuts the padding."""
-  shards = meshlib.num_data_shards()
-  bs = max(shards, bs - bs % shards)
+  b = eval_batch(n, bs)
   sharding = meshlib.batch_sharding(0)
   outs = []
-  for start in range(0, n, bs):
-    idx = np.arange(start, min(start + bs, n))
-    pad = (-len(idx)) % shards
-    if len(idx) < bs and n > bs:
-      pad = bs - len(idx)  # keep one shape: no recompilation for the tail
+  for start in range(0, n, b):
+    idx = np.arange(start, min(start + b, n))
+    pad = b - len(idx)  # one shape for every batch, the last one included
     idx = np.concatenate([idx, np.zeros(pad, idx.dtype)]) if pad else idx
     batch = meshlib.put(jax.tree.map(lambda a: a[idx], arrays), sharding, batch_axis=0)
     outs.append(jax.tree.map(lambda o: meshlib.fetch(o)[: len(idx) - pad], fn(batch)))
@@ -242,7 +257,8 @@ def train(job: TrainJob, splits: ShiftSplits,
   opt = (job.optimizer, float(job.lr), float(job.momentum), float(job.weight_decay))
   graphdef, trainable, frozen, rest = nnx.split(model, _filters(rules), nnx.Param, ...)
   fns = _compiled(graphdef, rules, job.task,
-                  None if job.head_weights is None else tuple(job.head_weights), opt)
+                  None if job.head_weights is None else tuple(job.head_weights), opt,
+                  job.label_scale)
   repl = meshlib.replicated()
   trainable, frozen, rest = meshlib.put((trainable, frozen, rest), repl)
   opt_state = meshlib.put(fns["tx"].init(trainable), repl)
@@ -339,20 +355,28 @@ def train(job: TrainJob, splits: ShiftSplits,
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_predictor(graphdef, task: str):
+def _compiled_predictor(graphdef, task: str, scale: tuple[float, float]):
   @jax.jit
   def fn(state, batch):
     model = nnx.merge(graphdef, state)
-    return combine_heads(task, model(batch, train=False))
+    return combine_heads(task, model(batch, train=False), scale)
   return fn
 
 
+def label_scale(task: str, labels: np.ndarray) -> tuple[float, float]:
+  if task != REGRESSION:
+    return (0.0, 1.0)
+  sd = float(np.std(labels))
+  return (float(np.mean(labels)), sd if sd > 1e-8 else 1.0)
+
+
 def predict(model: nnx.Module, task: str, splits: ShiftSplits | Mapping[str, Split],
-            eval_batch_size: int = 1024) -> dict[str, np.ndarray]:
+            eval_batch_size: int = 1024,
+            scale: tuple[float, float] = (0.0, 1.0)) -> dict[str, np.ndarray]:
   """Predictions of ``model`` as it stands (e.g. with averaged weights), on
   every eval split of ``splits`` (or on each split of a plain mapping)."""
   graphdef, state = nnx.split(model)
-  fn = _compiled_predictor(graphdef, task)
+  fn = _compiled_predictor(graphdef, task, tuple(scale))
   state = meshlib.put(state, meshlib.replicated())
   if isinstance(splits, ShiftSplits):
     pools, plan = splits.eval_plan()

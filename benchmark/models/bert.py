@@ -36,6 +36,10 @@ class BertConfig:
   layer_norm_eps: float = 1e-12
   pad_token_id: int = 0
   initializer_range: float = 0.02
+  # Not from config.json: the dtype of the dense layers' matmul inputs
+  # ("float32", or "bfloat16" with float32 accumulation: on CPUs with AMX about
+  # 3.7x faster; an approximation, see docs/fidelity.md). Params stay float32.
+  compute_dtype: str = "float32"
 
   @classmethod
   def from_json(cls, path: str | os.PathLike) -> "BertConfig":
@@ -79,7 +83,17 @@ class BertConfig:
 def _dense(n_in: int, n_out: int, cfg: BertConfig, rngs: nnx.Rngs) -> nnx.Linear:
   # BERT's own init (normal, initializer_range), for training from scratch.
   return nnx.Linear(n_in, n_out, rngs=rngs,
-                    kernel_init=nnx.initializers.normal(cfg.initializer_range))
+                    kernel_init=nnx.initializers.normal(cfg.initializer_range),
+                    **matmul_dtype(cfg.compute_dtype))
+
+
+def matmul_dtype(name: str) -> dict:
+  """nnx.Linear arguments for a compute dtype: bf16 inputs, f32 accumulation."""
+  if name == "float32":
+    return {}
+  if name == "bfloat16":
+    return {"dtype": jnp.bfloat16, "preferred_element_type": jnp.float32}
+  raise UserError(f"compute_dtype {name!r}: use float32 or bfloat16")
 
 
 def _norm(cfg: BertConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:

@@ -66,6 +66,9 @@ class T5Config:
   decoder_start_token_id: int = 0
   pad_token_id: int = 0
   tie_word_embeddings: bool = True
+  # Not from config.json: dense-layer matmul inputs, "float32" or "bfloat16"
+  # (float32 accumulation); see benchmark.models.bert.matmul_dtype.
+  compute_dtype: str = "float32"
 
   def __post_init__(self):
     try:
@@ -174,10 +177,13 @@ class T5LayerNorm(nnx.Module):
     return self.scale[...] * (x * jax.lax.rsqrt(var + self.eps)).astype(x.dtype)
 
 
-def _dense(n_in: int, n_out: int, std: float, rngs: nnx.Rngs) -> nnx.Linear:
+def _dense(n_in: int, n_out: int, std: float, rngs: nnx.Rngs,
+           compute_dtype: str = "float32") -> nnx.Linear:
   # HF's T5 init (normal, fan-based std), for training from scratch.
+  from benchmark.models.bert import matmul_dtype
   return nnx.Linear(n_in, n_out, use_bias=False, rngs=rngs,
-                    kernel_init=nnx.initializers.normal(std))
+                    kernel_init=nnx.initializers.normal(std),
+                    **matmul_dtype(compute_dtype))
 
 
 class T5Attention(nnx.Module):
@@ -187,10 +193,10 @@ class T5Attention(nnx.Module):
   def __init__(self, cfg: T5Config, *, relative_bias: bool, rngs: nnx.Rngs):
     d, inner = cfg.d_model, cfg.num_heads * cfg.d_kv
     self.num_heads, self.d_kv = cfg.num_heads, cfg.d_kv
-    self.q = _dense(d, inner, (d * cfg.d_kv) ** -0.5, rngs)
-    self.k = _dense(d, inner, d ** -0.5, rngs)
-    self.v = _dense(d, inner, d ** -0.5, rngs)
-    self.o = _dense(inner, d, inner ** -0.5, rngs)
+    self.q = _dense(d, inner, (d * cfg.d_kv) ** -0.5, rngs, cfg.compute_dtype)
+    self.k = _dense(d, inner, d ** -0.5, rngs, cfg.compute_dtype)
+    self.v = _dense(d, inner, d ** -0.5, rngs, cfg.compute_dtype)
+    self.o = _dense(inner, d, inner ** -0.5, rngs, cfg.compute_dtype)
     self.num_buckets = cfg.relative_attention_num_buckets
     self.max_distance = cfg.relative_attention_max_distance
     self.relative_attention_bias = (
@@ -233,11 +239,11 @@ class T5FeedForward(nnx.Module):
     self.act = _ACTS[cfg.activation]
     self.gated = cfg.gated
     if self.gated:
-      self.wi_0 = _dense(d, f, d ** -0.5, rngs)
-      self.wi_1 = _dense(d, f, d ** -0.5, rngs)
+      self.wi_0 = _dense(d, f, d ** -0.5, rngs, cfg.compute_dtype)
+      self.wi_1 = _dense(d, f, d ** -0.5, rngs, cfg.compute_dtype)
     else:
-      self.wi = _dense(d, f, d ** -0.5, rngs)
-    self.wo = _dense(f, d, f ** -0.5, rngs)
+      self.wi = _dense(d, f, d ** -0.5, rngs, cfg.compute_dtype)
+    self.wo = _dense(f, d, f ** -0.5, rngs, cfg.compute_dtype)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     h = self.act(self.wi_0(x)) * self.wi_1(x) if self.gated else self.act(self.wi(x))

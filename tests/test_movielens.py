@@ -131,3 +131,28 @@ def test_evaluation_splits_are_whole_outside_smoke(frame):
   assert len(s.ood_pool) == len(np.unique(np.concatenate(list(groups.values()))))
   for g in s.ood:
     np.testing.assert_array_equal(s.ood_pool.label[s.ood_index[g]], s.ood[g].label)
+
+
+def test_cli_runs_movielens_with_minilm_and_reuses_cached_taps(tmp_path):
+  import subprocess
+  import sys
+  from pathlib import Path
+  root = Path(__file__).resolve().parents[1]
+  args = [sys.executable, "run_benchmark.py", "--dataset", "movielens_genre", "--backbone",
+          "minilm_l6", "--method", "lp,levi_pretrained,a4", "--preset", "smoke", "--seeds", "0",
+          "--workdir", str(tmp_path)]
+  first = subprocess.run(args, cwd=root, capture_output=True, text=True)
+  assert first.returncode == 0, first.stderr[-2000:]
+  frame = pd.read_csv(tmp_path / "tables" / "movielens_genre.csv")
+  assert set(frame["split"]) == {"test_id", "ood"} | {f"ood/{g}" for g in EXPECTED_GENRES}
+  assert (frame["metric"] == "rmse").all() and frame["mean"].between(0.3, 2.5).all()
+  # The frozen MiniLM's taps were computed once, on disk, shared by LP and LEVI.
+  tap_dirs = list((tmp_path / "cache" / "taps").iterdir())
+  assert len(tap_dirs) == 1
+  # A new invocation with another method reads them instead of recomputing.
+  before = {p: p.stat().st_mtime_ns for p in tap_dirs[0].iterdir()}
+  second = subprocess.run(args[:7] + ["lp"] + args[8:] + ["--config.lr.lp=0.1"], cwd=root,
+                          capture_output=True, text=True)
+  assert second.returncode == 0, second.stderr[-2000:]
+  assert "components: 1 trained" in second.stdout
+  assert {p: p.stat().st_mtime_ns for p in tap_dirs[0].iterdir()} == before

@@ -153,3 +153,18 @@ def concat_splits(splits: list[Split]) -> Split:
   cat = lambda ds: {k: np.concatenate([d[k] for d in ds]) for k in ds[0]}
   return Split(cat([s.large for s in splits]), cat([s.small for s in splits]),
                np.concatenate([s.label for s in splits]))
+
+
+def encode_categories(columns: list[np.ndarray], fit: np.ndarray, n: int
+                      ) -> tuple[np.ndarray, tuple[int, ...]]:
+  """Categorical columns -> ids ``[n, len(columns)]`` and vocabulary sizes.
+  The vocabulary is the values seen in rows ``fit`` (training rows); every
+  other value maps to id 0, the out-of-vocabulary bucket."""
+  ids, vocab = [], []
+  for col in columns:
+    col = np.asarray(col).astype(str)
+    seen = sorted(set(col[fit]))
+    lookup = {v: i + 1 for i, v in enumerate(seen)}
+    ids.append(np.array([lookup.get(v, 0) for v in col], np.int32))
+    vocab.append(len(seen) + 1)
+  return (np.stack(ids, 1) if ids else np.zeros((n, 0), np.int32)), tuple(vocab)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.data import REGRESSION, DatasetInfo, ShiftSplits, Split
+from benchmark.data import REGRESSION, DatasetInfo, ShiftSplits, Split, encode_categories
 from benchmark.errors import DataError, UserError
 from datasets.base import DATASETS, DatasetSpec
 
@@ -264,15 +264,8 @@ def to_splits(df: pd.DataFrame, c) -> ShiftSplits:
     test_rows = test_rows[: int(c.max_eval)]
     groups = {g: r[: int(c.max_eval)] for g, r in groups.items()}
 
-  fit = np.sort(train_rows)
-  cats, vocab = [], []
-  for col in SMALL_COLUMNS:
-    values = df[col].astype(str).to_numpy()
-    seen = sorted(set(values[fit]))
-    lookup = {v: i + 1 for i, v in enumerate(seen)}  # 0: not seen in training
-    cats.append(np.array([lookup.get(v, 0) for v in values], np.int32))
-    vocab.append(len(seen) + 1)
-  cat = np.stack(cats, 1)
+  cat, vocab = encode_categories([df[c].to_numpy() for c in SMALL_COLUMNS],
+                                 np.sort(train_rows), len(df))
   text = sentences(df)
   y = df["rating"].to_numpy(np.float32)
   info = DatasetInfo(

@@ -14,7 +14,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from benchmark.data import CLASSIFICATION, REGRESSION, DatasetInfo, ShiftSplits, Split
+from benchmark.data import (CLASSIFICATION, REGRESSION, DatasetInfo, ShiftSplits, Split,
+                            encode_categories)
 from benchmark.errors import DataError, UserError
 from datasets.base import DATASETS, DatasetSpec
 
@@ -90,13 +91,7 @@ def frame_to_splits(df: pd.DataFrame, name: str, *, task: str = "auto",
       raise DataError(f"{source}: one label value only; classification needs two")
 
   fit_rows = split.isin(["pretrain", "train"]).to_numpy()
-  cat_ids, vocab = [], []
-  for c in cats:
-    col = df[c].astype(str).to_numpy()
-    values = sorted(set(col[fit_rows]))
-    lookup = {v: i + 1 for i, v in enumerate(values)}  # 0: not seen in training
-    cat_ids.append(np.array([lookup.get(v, 0) for v in col], np.int32))
-    vocab.append(len(values) + 1)
+  cat, vocab = encode_categories([df[c].to_numpy() for c in cats], fit_rows, len(df))
   num = np.zeros((len(df), 0), np.float32)
   if nums:
     try:
@@ -112,7 +107,6 @@ def frame_to_splits(df: pd.DataFrame, name: str, *, task: str = "auto",
       mu, sd = tr.mean(0), tr.std(0)
       num = (num - mu) / np.where(sd > 1e-8, sd, 1.0)
     num = num.astype(np.float32)
-  cat = np.stack(cat_ids, 1) if cats else np.zeros((len(df), 0), np.int32)
 
   spec = {}
   if nums:

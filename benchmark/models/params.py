@@ -97,3 +97,26 @@ def check_rules(model: nnx.Module, rules: Sequence[tuple[str, bool]]) -> tuple[i
   flat = flat_params(model)
   n_train = sum(np.size(v) for k, v in flat.items() if match(k))
   return int(n_train), count(flat)
+
+
+def read_safetensors(path, what: str) -> tuple[str, dict[str, np.ndarray]]:
+  """A Hugging Face ``model.safetensors`` (the file, or its folder) as numpy
+  arrays, without torch. Missing or unreadable files: one-line errors naming
+  the file and the fix. Returns (file path, tensors)."""
+  from pathlib import Path
+  from safetensors import SafetensorError
+  from safetensors.numpy import load_file
+
+  p = Path(path)
+  if p.is_dir():
+    p = p / "model.safetensors"
+  src = str(p)
+  if not p.is_file():
+    raise UserError(f"{src}: {what} weights file not found; pass the path of a "
+                    f"Hugging Face model.safetensors (or its folder)")
+  try:
+    return src, load_file(src)
+  except (SafetensorError, OSError, ValueError) as e:
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise UserError(f"{src}: not a readable safetensors file ({msg}); it is "
+                    f"corrupt or truncated: restore or re-copy it") from None

@@ -412,22 +412,7 @@ def load_hf_t5(model: T5Backbone, path: str | os.PathLike) -> None:
   """Writes a HF T5 ``model.safetensors`` (file, or folder holding it) into
   ``model``. Reads with numpy so torch is not needed; every model parameter
   must be in the file, else it is a checkpoint of another architecture."""
-  from safetensors import SafetensorError
-  from safetensors.numpy import load_file
-
-  p = Path(path)
-  if p.is_dir():
-    p = p / "model.safetensors"
-  src = str(p)
-  if not p.is_file():
-    raise UserError(f"{src}: T5 weights file not found; pass the path of a "
-                    f"Hugging Face model.safetensors (or its folder)")
-  try:
-    raw = load_file(src)
-  except (SafetensorError, OSError, ValueError) as e:
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-    raise UserError(f"{src}: not a readable safetensors file ({msg}); it is "
-                    f"corrupt or truncated: restore or re-copy it") from None
+  src, raw = P.read_safetensors(path, "T5")
 
   raw = {(k[len("transformer."):] if k.startswith("transformer.") else k): v
          for k, v in raw.items()}

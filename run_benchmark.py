@@ -119,10 +119,13 @@ def run(argv: list[str]) -> int:
   methods = parse_methods(FLAGS.method)
   seeds = parse_seeds(FLAGS.seeds)
   backbone = FLAGS.backbone or spec.default_backbone
-  BACKBONES.get(backbone)
+  bb = BACKBONES.get(backbone)
   config = resolve_config(spec, argv)
+  if bb.weights_key is not None:  # published weights: present and readable?
+    bb.weights_key(config.backbones[backbone])
 
   mesh.maybe_initialize_distributed()
+  mesh.enable_compilation_cache()
   log(f"loading {spec.name} (preset {config.preset})")
   splits = spec.load(config, FLAGS.data_dir)
   store = RunStore(FLAGS.workdir)

@@ -53,6 +53,18 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
                     ["lr.ft", "--config.lr.ft"]),
     "nan_lr": (["--method", "ft", *SS, "--seeds", "0", "--config.lr.ft=nan"],
                ["lr.ft", "--config.lr.ft"]),
+    # MovieLens: a --data_dir holding none of the expected files.
+    "movielens_empty_data_dir": (["--method", "lp", "--dataset", "movielens_genre",
+                                  "--data_dir", "{dir:empty}", "--seeds", "0"],
+                                 ["u.data", "movielens/100k-ratings"]),
+    # T5 needs the user's weights; the error says which flag gives them.
+    "t5_without_checkpoint": (["--method", "lp", "--dataset", "movielens_genre",
+                               "--backbone", "t5_small", "--seeds", "0"],
+                              ["--config.backbones.t5_small.checkpoint"]),
+    # A backbone of the wrong modality for the dataset.
+    "backbone_wrong_modality": (["--method", "ft", *SS, "--backbone", "minilm_l6",
+                                 "--seeds", "0"],
+                                ["tabular", "--backbone tabular_mlp"]),
 }
 
 _GOOD_ROWS = [  # a valid tabular CSV body, minus whichever column a case drops
@@ -73,14 +85,15 @@ def _write_csvs(folder: Path) -> dict[str, Path]:
   holdout.write_text("num_a,cat_b,label,split\n"
                      + "".join(f"{n},{c},{y},{s}\n" for n, c, y, s in _GOOD_ROWS)
                      + "0.9,a,1,holdout\n")
+  (folder / "empty").mkdir(exist_ok=True)
   return {"no_label": no_label, "holdout": holdout,
-          "does_not_exist": folder / "does_not_exist.csv"}
+          "does_not_exist": folder / "does_not_exist.csv", "empty": folder / "empty"}
 
 
 def _resolve(args: list[str], csvs: dict[str, Path]) -> list[str]:
   out = []
   for a in args:
-    m = re.fullmatch(r"\{csv:(\w+)\}", a)
+    m = re.fullmatch(r"\{(?:csv|dir):(\w+)\}", a)
     out.append(str(csvs[m.group(1)]) if m else a)
   return out
 

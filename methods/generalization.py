@@ -103,11 +103,12 @@ class FTZeroShot(Method):
     if set(ft) != set(zero):
       raise ValueError("WiSE-FT needs FT and zero-shot weights of one architecture")
     val = np.asarray(ctx.splits.val.label)
-    best = None
+    mix = lambda a: {k: (1 - a) * zero[k] + a * ft[k] for k in zero}
+    best = None  # chosen on ID validation only; then one pass over every split
     for a in ctx.config.wise_alphas:
-      P.load_params(model, {k: (1 - a) * zero[k] + a * ft[k] for k in zero}, strict=True)
-      preds = ctx.predict(model)
-      v = metrics.score(ctx.task, preds["val"], val)
+      P.load_params(model, mix(a), strict=True)
+      v = metrics.score(ctx.task, ctx.predict(model, only_val=True)["val"], val)
       if best is None or metrics.better(ctx.task, v, best[0]):
-        best = (v, a, preds)
-    return MethodOutput(best[2], {"alpha": best[1], "val": best[0]})
+        best = (v, a)
+    P.load_params(model, mix(best[1]), strict=True)
+    return MethodOutput(ctx.predict(model), {"alpha": best[1], "val": best[0]})

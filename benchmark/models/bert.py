@@ -278,16 +278,7 @@ def load_hf_bert(model: BertEncoder, path: str | os.PathLike) -> None:
       unknown.append(name)
     else:
       flat[mapped[0]] = mapped[1]
-  if unknown:
-    raise UserError(f"{src}: tensors {sorted(unknown)[:3]} (of {len(unknown)}) "
-                    f"are not BERT encoder weights; pass a BERT checkpoint")
-  missing = sorted(set(P.param_paths(model)) - set(flat))
-  if missing:
-    raise UserError(f"{src}: {len(missing)} tensors the model needs are missing "
-                    f"(e.g. {missing[:3]}): the checkpoint is of another "
-                    f"architecture or size; pass a BERT checkpoint matching "
-                    f"config.json")
-  P.load_params(model, flat, source=src, strict=True)
+  P.load_complete(model, flat, unknown, src, "BERT encoder")
 
 
 def minilm_dir() -> str:

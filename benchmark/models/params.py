@@ -120,3 +120,20 @@ def read_safetensors(path, what: str) -> tuple[str, dict[str, np.ndarray]]:
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
     raise UserError(f"{src}: not a readable safetensors file ({msg}); it is "
                     f"corrupt or truncated: restore or re-copy it") from None
+
+
+def load_complete(model: nnx.Module, flat: Mapping[str, np.ndarray], unknown: list[str],
+                  src: str, what: str) -> None:
+  """Loads a converted checkpoint that must be exactly ``model``'s: tensors
+  that map to nothing (``unknown``) or parameters left unset are errors that
+  say the checkpoint is of another architecture."""
+  if unknown:
+    raise UserError(f"{src}: tensors {sorted(unknown)[:3]} (of {len(unknown)}) "
+                    f"are not {what} weights; pass a {what} checkpoint")
+  missing = sorted(set(param_paths(model)) - set(flat))
+  if missing:
+    raise UserError(f"{src}: {len(missing)} tensors the model needs are missing "
+                    f"(e.g. {missing[:3]}): the checkpoint is of another "
+                    f"architecture or size; pass a {what} checkpoint matching "
+                    f"config.json")
+  load_params(model, flat, source=src, strict=True)

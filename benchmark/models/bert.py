@@ -5,7 +5,6 @@ as a pip package) without torch at run time. Its numbers match
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -44,17 +43,7 @@ class BertConfig:
   @classmethod
   def from_json(cls, path: str | os.PathLike) -> "BertConfig":
     """Reads HF's ``config.json`` (a file, or a folder holding one)."""
-    p = Path(path)
-    if p.is_dir():
-      p = p / "config.json"
-    try:
-      raw = json.loads(p.read_text())
-    except FileNotFoundError:
-      raise UserError(f"{p}: no BERT config.json there; pass the folder of a "
-                      f"Hugging Face BERT checkpoint") from None
-    except (OSError, ValueError) as e:
-      raise UserError(f"{p}: unreadable config.json ({e}); restore the file "
-                      f"from the checkpoint's source") from None
+    p, raw = P.read_config_json(path, "BERT")
     act = raw.get("hidden_act", "gelu")
     if act != "gelu":
       raise UserError(f"{p}: hidden_act {act!r} is not supported (only exact "

@@ -137,3 +137,21 @@ def load_complete(model: nnx.Module, flat: Mapping[str, np.ndarray], unknown: li
                     f"architecture or size; pass a {what} checkpoint matching "
                     f"config.json")
   load_params(model, flat, source=src, strict=True)
+
+
+def read_config_json(path, what: str):
+  """A Hugging Face ``config.json`` (the file, or its folder) as (path, dict);
+  one-line errors naming the file and the fix."""
+  import json
+  from pathlib import Path
+  p = Path(path)
+  if p.is_dir():
+    p = p / "config.json"
+  try:
+    return p, json.loads(p.read_text())
+  except FileNotFoundError:
+    raise UserError(f"{p}: no {what} config.json there; pass the folder of a "
+                    f"Hugging Face {what} checkpoint") from None
+  except (OSError, ValueError) as e:
+    raise UserError(f"{p}: unreadable config.json ({e}); restore the file "
+                    f"from the checkpoint's source") from None

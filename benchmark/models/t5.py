@@ -11,7 +11,6 @@ on one token, ``decoder_start_token_id``, attending to the encoded sentence."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -94,17 +93,7 @@ class T5Config:
   @classmethod
   def from_json(cls, path: str | os.PathLike) -> "T5Config":
     """Reads HF's ``config.json`` (a file, or a folder holding one)."""
-    p = Path(path)
-    if p.is_dir():
-      p = p / "config.json"
-    try:
-      raw = json.loads(p.read_text())
-    except FileNotFoundError:
-      raise UserError(f"{p}: no T5 config.json there; pass the folder of a "
-                      f"Hugging Face T5 checkpoint") from None
-    except (OSError, ValueError) as e:
-      raise UserError(f"{p}: unreadable config.json ({e}); restore the file "
-                      f"from the checkpoint's source") from None
+    p, raw = P.read_config_json(path, "T5")
     kind = raw.get("model_type", "t5")
     if kind not in ("t5", "mt5"):
       raise UserError(f"{p}: model_type {kind!r} is not T5; pass a T5 "

@@ -102,27 +102,27 @@ def load_grouplens(folder: Path) -> pd.DataFrame:
                     f"download ml-100k again")
   inter = _read_tsv(data, str(files["u.data"]), 4, header=False)
   inter.columns = ["user_id", "item_id", "rating", "timestamp"]
-  items = []
-  for i, line in enumerate(files["u.item"].read_bytes().decode("latin-1").splitlines()):
-    if not line.strip():
-      continue
-    f = line.split("|")
-    if len(f) != 24:
-      raise DataError(f"{files['u.item']}: line {i + 1} has {len(f)} fields, expected 24; "
-                      f"download ml-100k again")
-    flags = f[5:]
-    items.append((f[0], f[1], tuple(g for g, b in zip(GENRES, flags) if b == "1")))
+  items = [(f[0], f[1], tuple(g for g, b in zip(GENRES, f[5:]) if b == "1"))
+           for f in _pipe_rows(files["u.item"], 24)]
   item = pd.DataFrame(items, columns=["item_id", "title", "genres"])
-  users = []
-  for i, line in enumerate(files["u.user"].read_bytes().decode("latin-1").splitlines()):
+  user = pd.DataFrame(_pipe_rows(files["u.user"], 5),
+                      columns=["user_id", "age", "gender", "occupation", "zip_code"])
+  return _join(inter, item, user, str(folder))
+
+
+def _pipe_rows(path: Path, n_fields: int) -> list[list[str]]:
+  """The '|'-separated, latin-1 rows of a GroupLens file, each checked for
+  ``n_fields`` fields."""
+  rows = []
+  for i, line in enumerate(path.read_bytes().decode("latin-1").splitlines()):
     if not line.strip():
       continue
     f = line.split("|")
-    if len(f) != 5:
-      raise DataError(f"{files['u.user']}: line {i + 1} has {len(f)} fields, expected 5")
-    users.append(f)
-  user = pd.DataFrame(users, columns=["user_id", "age", "gender", "occupation", "zip_code"])
-  return _join(inter, item, user, str(folder))
+    if len(f) != n_fields:
+      raise DataError(f"{path}: line {i + 1} has {len(f)} fields, expected {n_fields}; "
+                      f"download ml-100k again")
+    rows.append(f)
+  return rows
 
 
 def load_tfds(data_dir: str) -> pd.DataFrame:

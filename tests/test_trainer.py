@@ -114,3 +114,34 @@ def test_four_device_mesh_matches_one_device(tmp_path):
   np.testing.assert_allclose(four["val"], one["val"], rtol=0, atol=1e-5)
   for split in one["scores"]:
     assert abs(four["scores"][split] - one["scores"][split]) <= 1e-5, split
+
+
+def test_length_bucketing_changes_no_output():
+  """Eval batches go in order of length and are cut to their longest
+  sequence: the outputs, in input order, equal the full-width forward."""
+  from flax import nnx
+  from benchmark.models.bert import BertConfig, BertEncoder
+  cfg = BertConfig(vocab_size=50, hidden_size=16, num_layers=2, num_heads=2,
+                   intermediate_size=32, max_position=40)
+  enc = BertEncoder(cfg, rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(0)
+  n, t = 37, 40
+  lengths = rng.integers(3, 30, size=n)
+  mask = (np.arange(t)[None, :] < lengths[:, None]).astype(np.int32)
+  ids = (rng.integers(1, 50, size=(n, t)) * mask).astype(np.int32)
+  view = {"ids": ids, "mask": mask}
+  full = [np.asarray(x) for x in enc(view, train=False)]
+  graph, state = nnx.split(enc)
+  fn = lambda b: tuple(nnx.merge(graph, state)(b, train=False))
+  shapes = []
+  def spy(b):
+    shapes.append(b["ids"].shape)
+    return fn(b)
+  got = T._map_batches(spy, view, n, 8)
+  widths = {s[1] for s in shapes}
+  assert widths <= {8, 16, 24, 32} and len(widths) > 1, shapes  # cut, never 40 wide
+  for a, b in zip(full, got):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+  # The one-shot training cut keeps every token.
+  cut = T.trim_tokens({"large": view, "label": np.zeros(n)})
+  assert cut["large"]["ids"].shape[1] == 32 and cut["large"]["mask"].sum() == mask.sum()

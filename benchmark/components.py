@@ -327,7 +327,8 @@ class Context:
         momentum=c.momentum, weight_decay=c.weight_decay, eval_every=c.eval_every,
         steps_per_dispatch=c.steps_per_dispatch, eval_batch_size=c.eval_batch_size,
         label_scale=self.label_scale(extra.get("train_split", "train")),
-        desc=f"{spec.kind} s{spec.seed}", **extra)
+        desc=f"{spec.kind} s{spec.seed}",
+        checkpoint=self.train_checkpoint(spec), **extra)
     self.progress(f"training {spec.kind} (seed {spec.seed}) [{spec.key}]")
     path = self.store.component_path(spec.kind, spec.key)
     base = {"kind": spec.kind, "key": spec.key, "seed": spec.seed, "config": spec.config,
@@ -338,6 +339,7 @@ class Context:
     except T.TrainingDiverged as e:
       rec = {**base, "status": "failed", "reason": str(e), "failed_step": e.step}
       self.store.write(path, rec)
+      self._drop_checkpoint(job)
       self.trained.append(spec.key)
       return rec
     labels = {k: np.asarray(s.label) for k, s in self.splits.eval_splits().items()}
@@ -353,8 +355,23 @@ class Context:
            "timings": {**r.timings, "total_s": time.perf_counter() - t0},
            "devices": jax.device_count()}
     self.store.write(path, rec)
+    self._drop_checkpoint(job)
     self.trained.append(spec.key)
     return rec
+
+  def train_checkpoint(self, spec: ComponentSpec):
+    """Where a training of ``spec`` saves and resumes mid-way (orbax), or None
+    when ``checkpoint_every_s`` < 0 turns it off."""
+    every = float(self.config.checkpoint_every_s)
+    if every < 0:
+      return None
+    from benchmark.checkpoint import TrainCheckpoint
+    return TrainCheckpoint(self.store.root / "ckpt" / spec.kind / spec.key, every)
+
+  @staticmethod
+  def _drop_checkpoint(job) -> None:
+    if job.checkpoint is not None:  # the record is in the store: no longer needed
+      job.checkpoint.remove()
 
   # -- inference with given params ------------------------------------------------
   def label_scale(self, split: str = "train") -> tuple[float, float]:

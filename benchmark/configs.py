@@ -36,6 +36,9 @@ def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
   c.weight_decay = 0.0
   c.eval_every = 1            # epochs between ID-validation checks
   c.steps_per_dispatch = 0    # 0: a whole epoch per device dispatch
+  # Mid-training checkpoints (orbax, WORKDIR/ckpt/): after an epoch, when this
+  # many seconds passed since the last one; 0 = every epoch, -1 = never.
+  c.checkpoint_every_s = 60.0
   c.lr = ml_collections.ConfigDict(dict(DEFAULT_LR))
   c.model = ml_collections.ConfigDict(dict(
       small_hidden=(512, 256),  # App. D.2: two-layer MLP, 512 and 256 units
@@ -118,6 +121,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for k in ("batch_size", "eval_batch_size", "epochs", "eval_every"):
     _positive(k, c[k])
   _positive("pretrain.epochs", c.pretrain.epochs)
+  if not math.isfinite(c.checkpoint_every_s):
+    raise UserError("config checkpoint_every_s must be finite (0: every epoch, -1: never); "
+                    "fix --config.checkpoint_every_s")
   _positive("pretrain.batch_size", c.pretrain.batch_size)
   if c.optimizer not in ("adam", "sgd"):
     raise UserError(f"config optimizer={c.optimizer!r}: use adam or sgd "

@@ -62,6 +62,8 @@ class TrainJob:
   # Identifies the frozen large model's weights; encodings cached under it are
   # shared by every job with the same key (e.g. LP and LEVI-pretrained).
   cache_key: str | None = None
+  # Saves the state after epochs and resumes from it (``checkpoint.TrainCheckpoint``).
+  checkpoint: Any = None
 
 
 @dataclasses.dataclass
@@ -354,11 +356,26 @@ def train(job: TrainJob, splits: ShiftSplits,
   best = (metrics.worst(job.task), -1, trainable, rest)
   val_curve, loss_curve = [], []
   step = 0
-  t_train0 = time.perf_counter()
-  t_first_epoch = 0.0
-  bar = tqdm(range(job.epochs), desc=job.desc or "train", leave=False, disable=None)
-  for epoch in bar:
+  start_epoch, t_before, t_first_epoch = 0, 0.0, 0.0
+  ckpt = job.checkpoint
+  if ckpt is not None:
+    got = ckpt.restore((trainable, opt_state, rest, best[2], best[3]))
+    if got is not None:
+      tree, meta = got
+      trainable, opt_state, rest, b_tr, b_re = meshlib.put(tree, repl)
+      best = (meta["best_val"], meta["best_epoch"], b_tr, b_re)
+      val_curve, loss_curve = list(meta["val_curve"]), list(meta["loss_curve"])
+      step, start_epoch = int(meta["step"]), int(meta["epochs_done"])
+      t_before, t_first_epoch = float(meta["train_s"]), float(meta["first_epoch_s"])
+  t_train0 = time.perf_counter() - t_before
+  bar = tqdm(range(job.epochs), desc=job.desc or "train", leave=False, disable=None,
+             initial=start_epoch)
+  for epoch in range(job.epochs):
+    # Drawn every epoch, resumed ones included, so a resumed run sees the
+    # same batches as an uninterrupted one.
     perm = rng.permutation(n)[: steps_per_epoch * bs].reshape(steps_per_epoch, bs)
+    if epoch < start_epoch:
+      continue
     epoch_losses = []
     for c in range(0, steps_per_epoch, k):
       idx = perm[c:c + k]
@@ -384,6 +401,13 @@ def train(job: TrainJob, splits: ShiftSplits,
       bar.set_postfix(loss=f"{loss_curve[-1]:.4f}", val=f"{v:.4f}")
     else:
       bar.set_postfix(loss=f"{loss_curve[-1]:.4f}")
+    bar.update(1)
+    if ckpt is not None and epoch + 1 < job.epochs and ckpt.due():
+      ckpt.save(epoch + 1, (trainable, opt_state, rest, best[2], best[3]), {
+          "epochs_done": epoch + 1, "step": step, "best_val": float(best[0]),
+          "best_epoch": int(best[1]), "val_curve": val_curve, "loss_curve": loss_curve,
+          "train_s": time.perf_counter() - t_train0, "first_epoch_s": t_first_epoch})
+  bar.close()
   t_train = time.perf_counter() - t_train0
   if not job.select_on_val:
     best = (float("nan"), job.epochs - 1, trainable, rest)
@@ -405,7 +429,7 @@ def train(job: TrainJob, splits: ShiftSplits,
       timings={"cache_s": t_cache, "train_s": t_train, "first_epoch_s": t_first_epoch,
                "train_s_per_example": ((t_train - t_first_epoch) / later
                                        if job.epochs > 1 else math.nan),
-               "eval_s": t_eval,
+               "eval_s": t_eval, "resumed_from_epoch": start_epoch,
                "eval_s_per_example": t_eval / n_eval if n_eval else math.nan})
 
 

@@ -5,12 +5,14 @@ table (CSV + LaTeX) to WORKDIR/tables/<dataset>.{csv,tex}.
   python run_benchmark.py --method ft,fs,levi --dataset synthetic_spurious --seeds 0,1,2
   python run_benchmark.py --method all --dataset tabular --data_dir my.csv --preset smoke
   python run_benchmark.py --method levi --dataset synthetic_spurious --config.lr.levi=0.01
+  python run_benchmark.py --method all --dataset synthetic_spurious --shard 0/2 &  # and 1/2
 
 Components (trained networks) and method results are kept in WORKDIR/runs/; a
 rerun trains only what is missing.
 """
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -30,6 +32,9 @@ flags.DEFINE_string("method", None, "Comma-separated method names, or 'all'.")
 flags.DEFINE_string("dataset", None, "Benchmark name (see --list).")
 flags.DEFINE_string("backbone", None, "Large model; default: the dataset's.")
 flags.DEFINE_string("seeds", "0,1,2", "Comma-separated non-negative integer seeds.")
+flags.DEFINE_string("shard", "0/1", "i/N: run every N-th (method, seed) of the sweep from "
+                    "the i-th, so that N processes (or cluster jobs) share one --workdir; "
+                    "the last shard to finish writes the table.")
 flags.DEFINE_string("preset", "cpu", "smoke (seconds, CI) | cpu (minutes here) | paper.")
 flags.DEFINE_string("workdir", "results", "Run store and tables go here.")
 flags.DEFINE_string("data_dir", None, "Where the dataset's files are (a CSV for 'tabular').")
@@ -47,6 +52,14 @@ def _backbone_defaults():
 config_flags.DEFINE_config_dict(
     "config", configs.base_config(_data_defaults(), _backbone_defaults()),
     "Overrides, e.g. --config.epochs=5 --config.lr.ft=1e-4 (see --list_config).")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+  m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+  if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+    raise UserError(f"malformed --shard {text!r}: give i/N with 0 <= i < N, e.g. "
+                    f"--shard 0/2 and --shard 1/2 for two processes")
+  return int(m.group(1)), int(m.group(2))
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -118,6 +131,7 @@ def run(argv: list[str]) -> int:
     return 0
   methods = parse_methods(FLAGS.method)
   seeds = parse_seeds(FLAGS.seeds)
+  shard = parse_shard(FLAGS.shard)
   backbone = FLAGS.backbone or spec.default_backbone
   bb = BACKBONES.get(backbone)
   config = resolve_config(spec, argv)
@@ -136,7 +150,13 @@ def run(argv: list[str]) -> int:
   store.check_writable()
 
   t0 = time.perf_counter()
-  records = protocol.run(ctx, methods, seeds)
+  mine = protocol.run(ctx, methods, seeds, shard)
+  records = mine if shard[1] == 1 else protocol.collect(ctx, methods, seeds)
+  if records is None:
+    print(f"shard {shard[0]}/{shard[1]} finished its {len(mine)} run(s) "
+          f"({len(ctx.trained)} component(s) trained); the table is written by the last "
+          f"shard to finish, or by a rerun without --shard")
+    return 0
   frame = tables.dataset_frame(records, [m.name for m in methods])
   labels = {m.name: m.name for m in methods}
   caption = (f"{tables.latex_escape(spec.name)}: {splits.info.metric} ({'lower' if splits.info.metric == 'rmse' else 'higher'} "
@@ -149,8 +169,9 @@ def run(argv: list[str]) -> int:
   print(tables.wide(frame).to_string())
   print(f"\nwrote {csv_path} and {tex_path}")
   print(f"components: {len(ctx.trained)} trained, {len(set(ctx.loaded))} read from the "
-        f"store; method results: {len(records) - ctx.methods_reused} computed, "
-        f"{ctx.methods_reused} read from the store; {time.perf_counter() - t0:.1f}s")
+        f"store; method results: {len(mine) - ctx.methods_reused} computed, "
+        f"{ctx.methods_reused + len(records) - len(mine)} read from the store; "
+        f"{time.perf_counter() - t0:.1f}s")
   return 0
 
 

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from benchmark import metrics
+from benchmark import locks, metrics
 from benchmark import trainer as T
 from benchmark.data import ShiftSplits
 from benchmark.errors import UserError
@@ -105,6 +105,7 @@ class Context:
     self.feature_cache = T.FeatureCache(store.root / "cache" / "taps")
     self.trained: list[str] = []   # component keys trained in this invocation
     self.loaded: list[str] = []    # component keys read back from the store
+    self.claim_poll_s = 2.0        # how often to look for a record another process trains
     self.methods_reused = 0        # method results read back from the store
     self.progress = progress or (lambda msg: None)
     self._results: dict[str, ComponentResult] = {}
@@ -310,12 +311,37 @@ class Context:
     if rec is not None:
       self.loaded.append(spec.key)
     else:
-      rec = self._train(spec)
+      rec = self._claim_and_train(spec, path)
     if rec.get("status") == "failed":
       raise ComponentFailed(f"{spec.kind} (seed {spec.seed}) failed: {rec.get('reason')}")
     res = ComponentResult(spec, rec, self.store)
     self._results[spec.key] = res
     return res
+
+  def _claim_and_train(self, spec: ComponentSpec, path) -> dict:
+    """Trains ``spec`` under a claim in the store, so that processes sharing
+    the store (``--shard``) train each component once: a process that finds
+    the claim held waits for the record instead."""
+    lock = path.with_name(spec.key + ".lock")
+    waited = False
+    while True:
+      claim = locks.try_claim(lock)
+      if claim is not None:
+        with claim:
+          rec = self.store.read(path)  # finished while we waited for the claim?
+          if rec is not None:
+            self.loaded.append(spec.key)
+            return rec
+          return self._train(spec)
+      if not waited:
+        self.progress(f"waiting for {spec.kind} (seed {spec.seed}), being trained by "
+                      f"{locks.describe(lock)}")
+        waited = True
+      time.sleep(self.claim_poll_s)
+      rec = self.store.read(path)
+      if rec is not None:
+        self.loaded.append(spec.key)
+        return rec
 
   def _train(self, spec: ComponentSpec) -> dict:
     c = self.config

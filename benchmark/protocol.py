@@ -49,10 +49,33 @@ def run_method(ctx: Context, method, seed: int) -> dict:
   return rec
 
 
-def run(ctx: Context, methods: Sequence, seeds: Sequence[int]) -> list[dict]:
+def jobs(methods: Sequence, seeds: Sequence[int],
+         shard: tuple[int, int] = (0, 1)) -> list[tuple]:
+  """The (method, seed) runs of a sweep, in order; with ``shard=(i, n)`` every
+  n-th from the i-th, so that n processes share a sweep (``--shard i/n``).
+  Components several runs need are trained once, by whichever process claims
+  them first (see ``Context.component``)."""
+  i, n = shard
+  return [(m, s) for m in methods for s in seeds][i::n]
+
+
+def run(ctx: Context, methods: Sequence, seeds: Sequence[int],
+        shard: tuple[int, int] = (0, 1)) -> list[dict]:
   records = []
-  for method in methods:
-    for seed in seeds:
-      ctx.progress(f"{method.name} seed {seed}")
-      records.append(run_method(ctx, method, seed))
+  for method, seed in jobs(methods, seeds, shard):
+    ctx.progress(f"{method.name} seed {seed}")
+    records.append(run_method(ctx, method, seed))
+  return records
+
+
+def collect(ctx: Context, methods: Sequence, seeds: Sequence[int]) -> list[dict] | None:
+  """Every (method, seed) record of the sweep from the store, without
+  training; None while some are missing (other shards still running)."""
+  records = []
+  for method, seed in jobs(methods, seeds):
+    key, _ = method_key(ctx, method, seed)
+    rec = ctx.store.read(ctx.store.method_path(ctx.info.name, method.name, key))
+    if rec is None:
+      return None
+    records.append(rec)
   return records

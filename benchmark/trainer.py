@@ -23,6 +23,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from benchmark import locks
 from benchmark import mesh as meshlib
 from benchmark import metrics
 from benchmark.data import REGRESSION, ShiftSplits, Split
@@ -281,28 +282,38 @@ class FeatureCache:
     self.disk_dir = disk_dir
     self.hits = 0
     self.misses = 0
+    self.poll_s = 2.0
 
   def get(self, key: str, pool: str, compute) -> tuple[np.ndarray, ...]:
     k = (key, pool)
     if k in self._d:
       self.hits += 1
       return self._d[k]
-    path = None
-    if self.disk_dir is not None:
-      from benchmark.store import RunStore  # no cycle at import time
-      path = self.disk_dir / key / f"{pool.replace('/', '__')}.npz"
-      if path.exists():
-        arrs = RunStore.read_arrays(path)
-        self.hits += 1
-        self._d[k] = tuple(arrs[f"tap{i}"] for i in range(len(arrs)))
-        return self._d[k]
-    self.misses += 1
-    taps = tuple(np.asarray(t) for t in compute())
-    if path is not None:
-      from benchmark.store import RunStore
-      RunStore.write_arrays(path, {f"tap{i}": t for i, t in enumerate(taps)})
-    self._d[k] = taps
-    return taps
+    if self.disk_dir is None:
+      self.misses += 1
+      self._d[k] = tuple(np.asarray(t) for t in compute())
+      return self._d[k]
+    from benchmark.store import RunStore  # no cycle at import time
+    path = self.disk_dir / key / f"{pool.replace('/', '__')}.npz"
+    while not path.exists():
+      # Processes sharing the workdir compute each pool once: one holds the
+      # claim, the others wait for its file.
+      claim = locks.try_claim(path.with_name(path.name + ".lock"))
+      if claim is None:
+        time.sleep(self.poll_s)
+        continue
+      with claim:
+        if path.exists():
+          break
+        self.misses += 1
+        taps = tuple(np.asarray(t) for t in compute())
+        RunStore.write_arrays(path, {f"tap{i}": t for i, t in enumerate(taps)})
+        self._d[k] = taps
+        return taps
+    arrs = RunStore.read_arrays(path)
+    self.hits += 1
+    self._d[k] = tuple(arrs[f"tap{i}"] for i in range(len(arrs)))
+    return self._d[k]
 
 
 def train(job: TrainJob, splits: ShiftSplits,

@@ -2,11 +2,21 @@
 ``run_benchmark.py`` sweep, rerun, ends with the tables of an uninterrupted one."""
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 
 from benchmark.checkpoint import TrainCheckpoint
 from tests.harness import smoke_context
+
+REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 OVERRIDES = {"epochs": 4, "checkpoint_every_s": 0.0}
 
@@ -69,3 +79,96 @@ def test_damaged_checkpoint_starts_over(tmp_path, capsys):
   res = _ft(ctx)
   assert res.record["timings"]["resumed_from_epoch"] == 0
   assert res.record["status"] == "ok"
+
+
+# -- a real process, killed with SIGKILL ------------------------------------------
+SWEEP = ["--method", "all", "--dataset", "synthetic_spurious", "--seeds", "0,1",
+         "--preset", "smoke", "--config.epochs=3", "--config.checkpoint_every_s=0"]
+
+
+def _records(workdir):
+  return sorted((workdir / "runs").rglob("*.json")) if (workdir / "runs").exists() else []
+
+
+def _popen(args, workdir):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
+  return subprocess.Popen([sys.executable, "run_benchmark.py", *args, "--workdir",
+                           str(workdir)], cwd=REPO_ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _kill_when(workdir, ready, timeout=300) -> bool:
+  """Starts the sweep and SIGKILLs it once ``ready(workdir)``; False if it
+  finished first."""
+  p = _popen(SWEEP, workdir)
+  t0 = time.monotonic()
+  while p.poll() is None and time.monotonic() - t0 < timeout:
+    if ready(workdir):
+      p.send_signal(signal.SIGKILL)
+      p.wait()
+      return True
+    time.sleep(0.05)
+  p.communicate()
+  return False
+
+
+def _mid_training(workdir) -> bool:
+  return any(p.is_dir() for p in (workdir / "ckpt").glob("*/*/*")) if (
+      workdir / "ckpt").exists() else False
+
+
+def test_sigkill_at_several_points_then_resume_gives_identical_tables(tmp_path):
+  ref = tmp_path / "ref"
+  p = _popen(SWEEP, ref)
+  out, err = p.communicate(timeout=600)
+  assert p.returncode == 0, err
+  n_components = len(list((ref / "runs" / "components").rglob("*.json")))
+
+  wd = tmp_path / "killed"
+  kills = [lambda w: len(_records(w)) >= 1,    # after the first record
+           _mid_training,                      # between two epochs of a training
+           lambda w: len(_records(w)) >= 12,   # with methods half done
+           lambda w: len(_records(w)) >= 20]
+  killed = 0
+  for ready in kills:
+    killed += _kill_when(wd, ready)
+    for rec in _records(wd):  # whatever the kill interrupted, no record is partial
+      json.loads(rec.read_text())
+  assert killed >= 3, "the sweep finished before it could be killed"
+
+  p = _popen(SWEEP, wd)
+  out, err = p.communicate(timeout=600)
+  assert p.returncode == 0, err
+  reused = int(re.search(r"(\d+) read from the store; method", out).group(1))
+  assert reused > 0, out  # the rerun picked up what the killed runs finished
+  for name in ("synthetic_spurious.csv", "synthetic_spurious.tex"):
+    assert (wd / "tables" / name).read_bytes() == (ref / "tables" / name).read_bytes(), name
+  # Every component once: none trained twice under another key, none lost.
+  assert len(list((wd / "runs" / "components").rglob("*.json"))) == n_components
+  assert not list((wd / "runs").rglob("*.corrupt-*"))
+  assert not (wd / "ckpt").exists() or not list((wd / "ckpt").glob("*/*"))
+
+
+def test_two_shards_share_one_store_and_match_one_process(tmp_path):
+  args = ["--method", "ft,fs,levi,a1,ft_zeroshot", "--dataset", "synthetic_spurious",
+          "--seeds", "0,1", "--preset", "smoke"]
+  one = tmp_path / "one"
+  p = _popen(args, one)
+  _, err = p.communicate(timeout=600)
+  assert p.returncode == 0, err
+
+  two = tmp_path / "two"
+  procs = [_popen([*args, "--shard", f"{i}/2"], two) for i in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
+  for name in ("synthetic_spurious.csv", "synthetic_spurious.tex"):
+    assert (two / "tables" / name).read_bytes() == (one / "tables" / name).read_bytes()
+  # No component trained twice: the store holds exactly the one-process set,
+  # and the two shards' "trained" counts add up to it.
+  comps = lambda w: sorted(p.relative_to(w) for p in (w / "runs" / "components").rglob("*.json"))
+  assert comps(two) == comps(one)
+  trained = [int(re.search(r"(\d+) component\(s\) trained|components: (\d+) trained", o)
+                 .group(1) or re.search(r"components: (\d+) trained", o).group(1))
+             for o, _ in outs]
+  assert sum(trained) == len(comps(one))
+  assert not list(two.rglob("*.lock"))

@@ -82,7 +82,7 @@ def test_damaged_checkpoint_starts_over(tmp_path, capsys):
 
 
 # -- a real process, killed with SIGKILL ------------------------------------------
-SWEEP = ["--method", "all", "--dataset", "synthetic_spurious", "--seeds", "0,1",
+SWEEP = ["--method", "all", "--dataset", "synthetic_spurious", "--seeds", "0",
          "--preset", "smoke", "--config.epochs=3", "--config.checkpoint_every_s=0"]
 
 
@@ -127,8 +127,8 @@ def test_sigkill_at_several_points_then_resume_gives_identical_tables(tmp_path):
   wd = tmp_path / "killed"
   kills = [lambda w: len(_records(w)) >= 1,    # after the first record
            _mid_training,                      # between two epochs of a training
-           lambda w: len(_records(w)) >= 12,   # with methods half done
-           lambda w: len(_records(w)) >= 20]
+           lambda w: len(_records(w)) >= 8,    # between components
+           lambda w: len(_records(w)) >= 16]   # with methods half done
   killed = 0
   for ready in kills:
     killed += _kill_when(wd, ready)

@@ -106,6 +106,8 @@ class Context:
     self.trained: list[str] = []   # component keys trained in this invocation
     self.loaded: list[str] = []    # component keys read back from the store
     self.claim_poll_s = 2.0        # how often to look for a record another process trains
+    # Learning rates chosen per component kind (``sweep.select``), over config.lr.
+    self.lr_override: dict[str, float] = {}
     self.methods_reused = 0        # method results read back from the store
     self.progress = progress or (lambda msg: None)
     self._results: dict[str, ComponentResult] = {}
@@ -118,7 +120,7 @@ class Context:
            "weight_decay": c.weight_decay, "batch_size": c.batch_size,
            "epochs": c.epochs, "eval_every": c.eval_every}
     if lr_key:
-      out["lr"] = float(c.lr[lr_key])
+      out["lr"] = float(self.lr_override.get(kind, c.lr[lr_key]))
     if self.task == "regression":
       out["label_scale"] = list(self.label_scale())
     return out
@@ -180,6 +182,18 @@ class Context:
              "taps": list(self.levi_taps()), "loss_weights": self.levi_loss_weights()}
       return ComponentSpec(kind, seed, cfg, self._with_pretrain())
     raise ValueError(f"unknown component kind {kind!r}")
+
+  def spec_with_lr(self, kind: str, seed: int, lr: float) -> ComponentSpec:
+    """``spec(kind, seed)`` trained at learning rate ``lr`` (a grid point)."""
+    saved = self.lr_override.get(kind)
+    self.lr_override[kind] = float(lr)
+    try:
+      return self.spec(kind, seed)
+    finally:
+      if saved is None:
+        del self.lr_override[kind]
+      else:
+        self.lr_override[kind] = saved
 
   # -- LEVI settings ---------------------------------------------------------
   @functools.cached_property

@@ -19,6 +19,8 @@ PRESETS = ("smoke", "cpu", "paper")
 
 # Learning rates per component kind. The paper sweeps {1e-4, 1e-3, 1e-2, 1e-1}
 # ({1e-3, ..., 10} for LP) and selects on ID validation (App. D.3).
+PAPER_LR_GRID = "1e-4,1e-3,1e-2,1e-1"     # App. D.3, every method ...
+PAPER_LR_GRID_LP = "1e-3,1e-2,1e-1,1,10"  # ... but linear probing
 DEFAULT_LR = dict(pretrain=1e-3, ft=1e-3, ht=1e-3, lp=1e-2, fs=1e-3, lp_ft=1e-4,
                   small=1e-3, levi=1e-3)
 
@@ -54,6 +56,9 @@ def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
   c.wise_alphas = tuple(round(0.1 * i, 1) for i in range(11))
   c.a1_seed_offset = 1000      # A1's second FT run uses seed + offset
   c.pretrain = ml_collections.ConfigDict(dict(epochs=20, seed=0, batch_size=100))
+  # App. D.3: learning-rate grids, chosen per component kind on ID validation
+  # at the first seed (benchmark/sweep.py); "" = no grid, use lr.* as given.
+  c.protocol = ml_collections.ConfigDict(dict(lr_grid="", lr_grid_lp=""))
   c.backbones = ml_collections.ConfigDict(
       {k: dict(v) for k, v in (backbone_defaults or {}).items()})
   c.data = ml_collections.ConfigDict(
@@ -65,7 +70,7 @@ GENERIC_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"epochs": 3, "pretrain.epochs": 3, "model.small_hidden": (32, 16),
               "model.adapter_hidden": 16, "model.embed_dim": 8},
     "cpu": {},
-    "paper": {},
+    "paper": {"protocol.lr_grid": PAPER_LR_GRID, "protocol.lr_grid_lp": PAPER_LR_GRID_LP},
 }
 
 
@@ -115,7 +120,23 @@ def _positive(name: str, v: Any) -> None:
                     f"fix --config.{name}")
 
 
+def parse_grid(text: str, name: str) -> list[float]:
+  text = str(text).strip()
+  if not text:
+    return []
+  try:
+    values = [float(x) for x in text.split(",")]
+  except ValueError:
+    values = []
+  if not values or any(not v > 0 or v != v or v == float("inf") for v in values):
+    raise UserError(f"config protocol.{name}={text!r}: give comma-separated positive "
+                    f"learning rates, e.g. --config.protocol.{name}=1e-4,1e-3,1e-2")
+  return values
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
+  parse_grid(c.protocol.lr_grid, "lr_grid")
+  parse_grid(c.protocol.lr_grid_lp, "lr_grid_lp")
   for k, v in c.lr.items():
     _positive(f"lr.{k}", v)
   for k in ("batch_size", "eval_batch_size", "epochs", "eval_every"):

@@ -35,6 +35,10 @@ flags.DEFINE_string("seeds", "0,1,2", "Comma-separated non-negative integer seed
 flags.DEFINE_string("shard", "0/1", "i/N: run every N-th (method, seed) of the sweep from "
                     "the i-th, so that N processes (or cluster jobs) share one --workdir; "
                     "the last shard to finish writes the table.")
+flags.DEFINE_string("table", "", "A table of the paper (1, 3, 5, 9, 10, 11, 14): trains its "
+                    "missing runs, writes WORKDIR/tables/tableN.{csv,tex,hparams.json}.")
+flags.DEFINE_bool("dry_run", False, "List the component trainings the command would run, "
+                  "and their estimated cost, without training.")
 flags.DEFINE_string("preset", "cpu", "smoke (seconds, CI) | cpu (minutes here) | paper.")
 flags.DEFINE_string("workdir", "results", "Run store and tables go here.")
 flags.DEFINE_string("data_dir", None, "Where the dataset's files are (a CSV for 'tabular').")
@@ -116,13 +120,14 @@ def log(msg: str) -> None:
 
 def run(argv: list[str]) -> int:
   # Imported here so that --list answers without initialising JAX.
-  from benchmark import mesh, protocol, tables
-  from benchmark.components import Context
+  from benchmark import mesh, tables
   from benchmark.store import RunStore
 
   if FLAGS.list:
     print_lists()
     return 0
+  if FLAGS.table:
+    return run_table(argv)
   if not FLAGS.dataset:
     raise UserError("no --dataset given: pass one of " + ", ".join(DATASETS.names()))
   spec = DATASETS.get(FLAGS.dataset)
@@ -133,46 +138,224 @@ def run(argv: list[str]) -> int:
   seeds = parse_seeds(FLAGS.seeds)
   shard = parse_shard(FLAGS.shard)
   backbone = FLAGS.backbone or spec.default_backbone
-  bb = BACKBONES.get(backbone)
   config = resolve_config(spec, argv)
-  if bb.weights_key is not None:  # published weights: present and readable?
-    bb.weights_key(config.backbones[backbone])
+  check_weights(backbone, config)
 
   mesh.maybe_initialize_distributed()
   mesh.enable_compilation_cache()
-  log(f"loading {spec.name} (preset {config.preset})")
-  splits = spec.load(config, FLAGS.data_dir)
   store = RunStore(FLAGS.workdir)
-  ctx = Context(splits, config, backbone, store, progress=log)
-  for m in methods:  # validates every method's settings before anything is written
-    for s in seeds:
-      protocol.method_key(ctx, m, s)
+  ctx = load_context(spec, config, backbone, store)
+  validate_methods(ctx, methods, seeds)
+  if FLAGS.dry_run:
+    print_pending(ctx, methods, seeds)
+    return 0
   store.check_writable()
 
   t0 = time.perf_counter()
-  mine = protocol.run(ctx, methods, seeds, shard)
-  records = mine if shard[1] == 1 else protocol.collect(ctx, methods, seeds)
+  mine, records, choices = run_sweep(ctx, methods, seeds, shard)
   if records is None:
-    print(f"shard {shard[0]}/{shard[1]} finished its {len(mine)} run(s) "
-          f"({len(ctx.trained)} component(s) trained); the table is written by the last "
-          f"shard to finish, or by a rerun without --shard")
     return 0
   frame = tables.dataset_frame(records, [m.name for m in methods])
   labels = {m.name: m.name for m in methods}
-  caption = (f"{tables.latex_escape(spec.name)}: {splits.info.metric} ({'lower' if splits.info.metric == 'rmse' else 'higher'} "
+  caption = (f"{tables.latex_escape(spec.name)}: {splits_metric(ctx)} ({better(ctx)} "
              f"is better), mean $\\pm$ std over seeds {','.join(map(str, seeds))}; "
              f"backbone {tables.latex_escape(backbone)}, preset {config.preset}")
-  csv_path, tex_path = tables.write(frame, store.root / "tables" / spec.name, labels, caption)
-  print(f"\n{spec.name} ({splits.info.metric}, {'lower' if splits.info.metric == 'rmse' else 'higher'}"
-        f" is better; mean ± std over {len(seeds)} seed(s); backbone {backbone}, "
-        f"preset {config.preset})")
+  stem = store.root / "tables" / spec.name
+  csv_path, tex_path = tables.write(frame, stem, labels, caption)
+  hp_path = write_hparams(stem.with_suffix(".hparams.json"), {spec.name: (ctx, methods, seeds, choices)})
+  print(f"\n{spec.name} ({splits_metric(ctx)}, {better(ctx)} is better; mean ± std over "
+        f"{len(seeds)} seed(s); backbone {backbone}, preset {config.preset})")
   print(tables.wide(frame).to_string())
-  print(f"\nwrote {csv_path} and {tex_path}")
-  print(f"components: {len(ctx.trained)} trained, {len(set(ctx.loaded))} read from the "
-        f"store; method results: {len(mine) - ctx.methods_reused} computed, "
-        f"{ctx.methods_reused + len(records) - len(mine)} read from the store; "
-        f"{time.perf_counter() - t0:.1f}s")
+  print(f"\nwrote {csv_path}, {tex_path} and {hp_path}")
+  print(summary(ctx, mine, records, t0))
   return 0
+
+
+def parse_table(text: str) -> int:
+  from benchmark import paper_tables as PT
+  try:
+    n = int(text)
+  except ValueError:
+    n = -1
+  if n not in PT.NUMBERS:
+    raise UserError(f"malformed --table {text!r}: give one of the paper's tables "
+                    f"{', '.join(map(str, PT.NUMBERS))}, e.g. --table 1")
+  if FLAGS.method:
+    raise UserError("give either --table N (the paper's rows) or --method (your rows), "
+                    "not both")
+  return n
+
+
+def run_table(argv: list[str]) -> int:
+  """``--table N``: trains what the store lacks for the paper's table N (its
+  rows on its datasets, learning rates chosen on ID validation where the
+  preset has grids), then writes WORKDIR/tables/tableN.{csv,tex,hparams.json}."""
+  from benchmark import mesh
+  from benchmark import paper_tables as PT
+  from benchmark.store import RunStore
+  n = parse_table(FLAGS.table)
+  if n in PT.VISION_TABLES:
+    raise UserError(f"table {n} ({PT.VISION_TABLES[n]}) needs the vision benchmarks "
+                    f"(ViT-B/16 on retinopathy and ImageNet variants), which this harness "
+                    f"does not have yet; tables available: "
+                    f"{', '.join(str(t) for t in PT.NUMBERS if t not in PT.VISION_TABLES)}")
+  if n == 3:
+    from benchmark import efficiency
+    return efficiency.run_table3(FLAGS, argv, log)
+  table = PT.TABLES[n]
+  seeds = parse_seeds(FLAGS.seeds)
+  shard = parse_shard(FLAGS.shard)
+  datasets = table.datasets()
+  if FLAGS.dataset:
+    if FLAGS.dataset not in datasets:
+      raise UserError(f"table {n} has datasets {', '.join(datasets)}, not "
+                      f"{FLAGS.dataset!r}; drop --dataset or pick one of them")
+    datasets = [FLAGS.dataset]
+  methods = [METHODS.get(m) for m in table.methods]
+  notes: dict[str, str] = {}
+  plans = []
+  for ds in datasets:  # validate everything before training anything
+    if ds not in DATASETS:
+      notes[ds] = "not in this harness yet"
+      continue
+    spec = DATASETS.get(ds)
+    backbone = FLAGS.backbone or spec.default_backbone
+    config = resolve_config(spec, argv)
+    check_weights(backbone, config)
+    plans.append((spec, config, backbone))
+  mesh.maybe_initialize_distributed()
+  mesh.enable_compilation_cache()
+  store = RunStore(FLAGS.workdir)
+  contexts = {}
+  for spec, config, backbone in plans:
+    try:
+      ctx = load_context(spec, config, backbone, store)
+    except UserError as e:  # e.g. Amazon files not downloaded: the column says n/a
+      notes[spec.name] = f"no data ({e})"
+      log(f"table {n}: skipping {spec.name}: {e}")
+      continue
+    validate_methods(ctx, methods, seeds)
+    contexts[spec.name] = ctx
+  if not contexts:
+    raise UserError(f"table {n}: none of its datasets can run here: "
+                    + "; ".join(f"{d}: {why}" for d, why in notes.items()))
+  if FLAGS.dry_run:
+    for ctx in contexts.values():
+      print_pending(ctx, methods, seeds)
+    for ds, why in notes.items():
+      print(f"{ds}: skipped, {why}")
+    return 0
+  store.check_writable()
+  t0 = time.perf_counter()
+  records, per, waiting = [], {}, False
+  for name, ctx in contexts.items():
+    mine, recs, choices = run_sweep(ctx, methods, seeds, shard)
+    if recs is None:
+      waiting = True
+      continue
+    records += recs
+    per[name] = (ctx, methods, seeds, choices)
+    log(summary(ctx, mine, recs, t0))
+  if waiting:
+    return 0
+  frame = PT.frame(table, records, notes)
+  parts = [f"{name}: {ctx.backbone.name}" for name, ctx in contexts.items()]
+  caption = (f"Table {n}. {table.caption}. Mean ± std (sample std, ddof 1) over seeds "
+             f"{','.join(map(str, seeds))}; backbone {', '.join(parts)}; preset "
+             f"{next(iter(contexts.values())).config.preset}"
+             + "".join(f"; {ds}: {why}" for ds, why in notes.items()))
+  outdir = store.root / "tables"
+  csv_path, tex_path = PT.write(table, frame, outdir, caption)
+  hp_path = write_hparams(outdir / f"table{n}.hparams.json", per)
+  print(f"\n{caption}")
+  print(PT.to_text(table, frame))
+  print(f"\nwrote {csv_path}, {tex_path} and {hp_path}")
+  return 0
+
+
+def splits_metric(ctx) -> str:
+  return ctx.info.metric
+
+
+def better(ctx) -> str:
+  return "lower" if ctx.info.metric == "rmse" else "higher"
+
+
+def check_weights(backbone: str, config) -> None:
+  bb = BACKBONES.get(backbone)
+  if bb.weights_key is not None:  # published weights: present and readable?
+    bb.weights_key(config.backbones[backbone])
+
+
+def load_context(spec, config, backbone: str, store):
+  from benchmark.components import Context
+  log(f"loading {spec.name} (preset {config.preset})")
+  splits = spec.load(config, FLAGS.data_dir)
+  return Context(splits, config, backbone, store, progress=log)
+
+
+def validate_methods(ctx, methods, seeds) -> None:
+  """Every method's settings, before anything is written."""
+  from benchmark import protocol
+  for m in methods:
+    for s in seeds:
+      protocol.method_key(ctx, m, s)
+
+
+def run_sweep(ctx, methods, seeds, shard):
+  """Learning-rate selection (when the preset has grids), then every (method,
+  seed) of this shard. ``records`` is None while other shards are running."""
+  from benchmark import protocol, sweep
+  choices = sweep.select(ctx, methods, seeds[0], shard)
+  mine = protocol.run(ctx, methods, seeds, shard)
+  records = mine if shard[1] == 1 else protocol.collect(ctx, methods, seeds)
+  if records is None:
+    print(f"shard {shard[0]}/{shard[1]} finished its {len(mine)} run(s) on {ctx.info.name} "
+          f"({len(ctx.trained)} component(s) trained); the table is written by the last "
+          f"shard to finish, or by a rerun without --shard")
+  return mine, records, choices
+
+
+def summary(ctx, mine, records, t0) -> str:
+  return (f"components: {len(ctx.trained)} trained, {len(set(ctx.loaded))} read from the "
+          f"store; method results: {len(mine) - ctx.methods_reused} computed, "
+          f"{ctx.methods_reused + len(records) - len(mine)} read from the store; "
+          f"{time.perf_counter() - t0:.1f}s")
+
+
+def write_hparams(path, per_dataset) -> "Path":
+  """The hyperparameters every row was run with, next to its table: per
+  dataset and method, each component's learning rate (and whether a grid
+  chose it, with every grid point's ID validation score)."""
+  import json
+  from benchmark.store import atomic_write_text
+  out = {}
+  for name, (ctx, methods, seeds, choices) in per_dataset.items():
+    rows = {}
+    for m in methods:
+      rows[m.name] = {comp: {"kind": sp.kind, "lr": sp.config.get("lr"),
+                             "chosen_by": "grid on ID val" if sp.kind in choices else "config"}
+                      for comp, sp in m.specs(ctx, seeds[0]).items()}
+      rows[m.name].update(m.config(ctx))
+    out[name] = {"backbone": ctx.backbone.name, "preset": ctx.config.preset,
+                 "seeds": list(seeds), "optimizer": ctx.config.optimizer,
+                 "batch_size": ctx.config.batch_size, "epochs": ctx.config.epochs,
+                 "methods": rows,
+                 "grids": {k: c.to_json() for k, c in choices.items()}}
+  atomic_write_text(path, json.dumps(out, indent=1, sort_keys=True) + "\n")
+  return path
+
+
+def print_pending(ctx, methods, seeds) -> int:
+  from benchmark import sweep
+  todo = sweep.pending(ctx, methods, seeds)
+  print(f"{ctx.info.name} (backbone {ctx.backbone.name}, preset {ctx.config.preset}): "
+        f"{len(todo)} component training(s) to run")
+  for spec, why in todo:
+    lr = spec.config.get("lr")
+    print(f"  {spec.kind:<13} seed {spec.seed:<5} lr {'-' if lr is None else f'{lr:g}':<7} "
+          f"{why}  [{spec.key}]")
+  return len(todo)
 
 
 def main(argv: list[str]) -> None:

@@ -1,0 +1,219 @@
+"""The paper's results tables (rows, columns and column groups as printed),
+built from method records: ``tableN.csv`` (long: one row per cell) and
+``tableN.tex`` (mean ± std cells, best per column in bold, second
+underlined).
+
+A table spans datasets; a column whose dataset is not in the harness, or
+whose data is not present, is kept in the layout with "n/a" cells and a
+note saying why, so a partial table still has the paper's shape.
+Table 3 (parameters, FLOPs, time) is built by ``benchmark.efficiency``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from benchmark.store import atomic_write_text
+from benchmark.tables import LOWER_IS_BETTER, latex_escape
+
+CSV_COLUMNS = ["table", "row", "method", "group", "column", "dataset", "split", "metric",
+               "mean", "std", "n_seeds", "n_examples", "note"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Col:
+  dataset: str
+  split: str       # "test_id", "ood" (mean over groups), "ood/<group>", "ood/products"
+  header: str
+  group: str       # the column group it sits under (a dataset, as in the paper)
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperTable:
+  number: int
+  caption: str
+  rows: tuple[tuple[str, str], ...]   # (method name, row label)
+  cols: tuple[Col, ...]
+
+  @property
+  def methods(self) -> list[str]:
+    return [m for m, _ in self.rows]
+
+  def datasets(self) -> list[str]:
+    return list(dict.fromkeys(c.dataset for c in self.cols))
+
+
+ML, AZ = "movielens_genre", "amazon_reviews"
+MLG, AZG = "MovieLens", "Amazon Review"
+MAIN_ROWS = (("ft", "Fine-tuning (FT)"), ("ht", "Light-tuning: half of blocks (HT)"),
+             ("lp", "Light-tuning: linear probing (LP)"), ("fs", "From scratch (FS)"),
+             ("lp_ft", "LP→FT"), ("ft_robust", "FT+RobustModel"), ("ft_fs", "FT+FS"),
+             ("ft_zeroshot", "FT+ZeroShot"), ("levi", "LEVI"))
+GENRES_1 = ("Adventure", "Sci-Fi", "War", "Crime", "Children's", "Horror")
+GENRES_2 = ("Mystery", "Musical", "Animation", "Western", "Film-Noir", "Documentary")
+PRODUCTS = ("Watches", "Toys", "Sports", "Music", "Jewelry", "Furniture", "Baby")
+
+TABLES: dict[int, PaperTable] = {t.number: t for t in (
+    PaperTable(1, "ID and OOD RMSE on MovieLens (genre shift) and Amazon Review (time "
+               "and product shifts); lower is better", MAIN_ROWS, (
+                   Col(ML, "test_id", "ID", MLG), Col(ML, "ood", "OOD (genre)", MLG),
+                   Col(AZ, "test_id", "ID", AZG), Col(AZ, "ood/time", "OOD (time)", AZG),
+                   Col(AZ, "ood/products", "OOD (product)", AZG))),
+    PaperTable(5, "Ablations on the recommendation tasks (MovieLens genre shift, Amazon "
+               "Review time shift); RMSE, lower is better", (
+                   ("ft", "Fine-tuning"), ("a1", "A1) Large+Large"), ("a2", "A2) Large+MLP"),
+                   ("a3", "A3) Large intermediates"), ("a4", "A4) Single-head MLP"),
+                   ("a5", "A5) Multi-head MLP"), ("levi", "LEVI")), (
+                   Col(ML, "test_id", "ID RMSE", MLG), Col(ML, "ood", "OOD RMSE", MLG),
+                   Col(AZ, "test_id", "ID RMSE", AZG), Col(AZ, "ood/time", "OOD RMSE", AZG))),
+    PaperTable(9, "OOD RMSE on MovieLens per genre (part 1)", MAIN_ROWS,
+               tuple(Col(ML, f"ood/{g}", g, MLG) for g in GENRES_1)),
+    PaperTable(10, "OOD RMSE on MovieLens per genre (part 2)", MAIN_ROWS,
+               tuple(Col(ML, f"ood/{g}", g, MLG) for g in GENRES_2)),
+    PaperTable(11, "OOD RMSE on Amazon Review per product category", MAIN_ROWS,
+               tuple(Col(AZ, f"ood/product/{p}", p, AZG) for p in PRODUCTS)),
+    PaperTable(14, "LEVI with different large models; RMSE, lower is better", (
+                   ("levi_pretrained", "LEVI with pre-trained large model"),
+                   ("levi", "LEVI with light-tuned large model"),
+                   ("levi_finetuned", "LEVI with fully fine-tuned large model")), (
+                   Col(ML, "test_id", "ID", MLG), Col(ML, "ood", "OOD (12 genres)", MLG),
+                   Col(AZ, "test_id", "ID", AZG), Col(AZ, "ood/time", "OOD (time)", AZG),
+                   Col(AZ, "ood/products", "OOD (7 products)", AZG))),
+)}
+# Tables on the vision benchmarks (ViT-B/16, retinopathy, ImageNet variants):
+# their datasets are not in the harness yet.
+VISION_TABLES = {2: "Medical and ImageNet accuracy", 4: "LoRA results",
+                 12: "ImageNet-A/R/V2 accuracy", 17: "LoRA on ImageNet variants"}
+NUMBERS = sorted([*TABLES, 3, *VISION_TABLES])
+
+
+def split_values(rec: Mapping, split: str) -> float | None:
+  """One seed's score for a column's split; ``ood`` and ``ood/products`` are
+  unweighted means over their groups (how the paper's Table 1 follows from
+  its per-group tables)."""
+  scores = rec.get("scores", {})
+  if split == "ood":
+    vals = [v for k, v in scores.items() if k.startswith("ood/") and k.count("/") == 1]
+  elif split == "ood/products":
+    vals = [v for k, v in scores.items() if k.startswith("ood/product/")]
+  else:
+    return scores.get(split)
+  return float(np.mean(vals)) if vals else None
+
+
+def _n_examples(rec: Mapping, split: str) -> int:
+  n = rec.get("n_examples", {})
+  if split == "ood":
+    return int(sum(v for k, v in n.items() if k.startswith("ood/") and k.count("/") == 1))
+  if split == "ood/products":
+    return int(sum(v for k, v in n.items() if k.startswith("ood/product/")))
+  return int(n.get(split, 0))
+
+
+def frame(table: PaperTable, records: Sequence[Mapping],
+          notes: Mapping[str, str]) -> pd.DataFrame:
+  """Long frame, one row per (row, column) cell, in the paper's order.
+  ``notes`` gives, per dataset without records, why (no data, ...)."""
+  by = {}
+  for r in records:
+    by.setdefault((r["dataset"], r["method"]), []).append(r)
+  rows = []
+  for method, label in table.rows:
+    for col in table.cols:
+      recs = sorted(by.get((col.dataset, method), []), key=lambda r: r["seed"])
+      ok = [r for r in recs if r.get("status") == "ok"]
+      vals = [v for v in (split_values(r, col.split) for r in ok) if v is not None]
+      note = notes.get(col.dataset, "")
+      if recs and not ok:
+        note = "failed: " + str(recs[0].get("reason", ""))
+      elif recs and not vals:
+        note = f"no {col.split} split"
+      metric = recs[0]["metric"] if recs else ""
+      rows.append([table.number, label, method, col.group, col.header, col.dataset,
+                   col.split, metric,
+                   float(np.mean(vals)) if vals else np.nan,
+                   float(np.std(vals, ddof=1)) if len(vals) > 1 else np.nan,
+                   len(vals), _n_examples(recs[0], col.split) if recs else 0, note])
+  return pd.DataFrame(rows, columns=CSV_COLUMNS)
+
+
+def _cell(mean: float, std: float, note: str) -> str:
+  if np.isnan(mean):
+    return "failed" if note.startswith("failed") else "n/a"
+  return f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def to_text(table: PaperTable, f: pd.DataFrame) -> str:
+  w = _wide(table, f, lambda m, s, n: _cell(m, s, n))
+  return w.to_string()
+
+
+def _wide(table: PaperTable, f: pd.DataFrame, cell) -> pd.DataFrame:
+  labels = [label for _, label in table.rows]
+  cols = pd.MultiIndex.from_tuples([(c.group, c.header) for c in table.cols])
+  out = pd.DataFrame("", index=labels, columns=cols)
+  for r in f.itertuples(index=False):
+    out.loc[r.row, (r.group, r.column)] = cell(r.mean, r.std, r.note)
+  return out
+
+
+def _ranks(table: PaperTable, f: pd.DataFrame) -> dict[tuple[str, str, str], str]:
+  """(row, group, column) -> "best" | "second", per column."""
+  out = {}
+  for c in table.cols:
+    col = f[(f["group"] == c.group) & (f["column"] == c.header)].dropna(subset=["mean"])
+    if col.empty:
+      continue
+    lower = col["metric"].iloc[0] in LOWER_IS_BETTER
+    ranked = col.sort_values("mean", ascending=lower, kind="stable")["row"].tolist()
+    out[(ranked[0], c.group, c.header)] = "best"
+    if len(ranked) > 1:
+      out[(ranked[1], c.group, c.header)] = "second"
+  return out
+
+
+def to_latex(table: PaperTable, f: pd.DataFrame, caption: str) -> str:
+  ranks = _ranks(table, f)
+  groups = list(dict.fromkeys(c.group for c in table.cols))
+  span = {g: sum(c.group == g for c in table.cols) for g in groups}
+  cap = latex_escape(caption).replace("±", r"$\pm$")
+  lines = [r"\begin{table}", r"\centering", f"\\caption{{{cap}}}",
+           f"\\label{{tab:levi-{table.number}}}",
+           r"\begin{tabular}{l" + "c" * len(table.cols) + "}", r"\toprule"]
+  lines.append(" & " + " & ".join(f"\\multicolumn{{{span[g]}}}{{c}}{{{latex_escape(g)}}}"
+                                  for g in groups) + r" \\")
+  start = 2
+  rules = []
+  for g in groups:
+    rules.append(f"\\cmidrule(lr){{{start}-{start + span[g] - 1}}}")
+    start += span[g]
+  lines.append(" ".join(rules))
+  lines.append("Method & " + " & ".join(latex_escape(c.header) for c in table.cols) + r" \\")
+  lines.append(r"\midrule")
+  cells = {(r.row, r.group, r.column): r for r in f.itertuples(index=False)}
+  for _, label in table.rows:
+    out = [latex_escape(label)]
+    for c in table.cols:
+      r = cells[(label, c.group, c.header)]
+      if np.isnan(r.mean):
+        out.append("failed" if r.note.startswith("failed") else "n/a")
+        continue
+      text = f"{r.mean:.3f}" + ("" if np.isnan(r.std) else f"$\\pm${r.std:.3f}")
+      rank = ranks.get((label, c.group, c.header))
+      out.append(f"\\textbf{{{text}}}" if rank == "best" else
+                 f"\\underline{{{text}}}" if rank == "second" else text)
+    lines.append(" & ".join(out) + r" \\")
+  lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+  return "\n".join(lines)
+
+
+def write(table: PaperTable, f: pd.DataFrame, outdir: Path, caption: str) -> tuple[Path, Path]:
+  csv_path = outdir / f"table{table.number}.csv"
+  tex_path = outdir / f"table{table.number}.tex"
+  atomic_write_text(csv_path, f.to_csv(index=False, float_format="%.6f", lineterminator="\n"))
+  atomic_write_text(tex_path, to_latex(table, f, caption))
+  return csv_path, tex_path

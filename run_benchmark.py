@@ -200,8 +200,7 @@ def run_table(argv: list[str]) -> int:
                     f"does not have yet; tables available: "
                     f"{', '.join(str(t) for t in PT.NUMBERS if t not in PT.VISION_TABLES)}")
   if n == 3:
-    from benchmark import efficiency
-    return efficiency.run_table3(FLAGS, argv, log)
+    return run_table3(argv)
   table = PT.TABLES[n]
   seeds = parse_seeds(FLAGS.seeds)
   shard = parse_shard(FLAGS.shard)
@@ -270,6 +269,52 @@ def run_table(argv: list[str]) -> int:
   print(f"\n{caption}")
   print(PT.to_text(table, frame))
   print(f"\nwrote {csv_path}, {tex_path} and {hp_path}")
+  return 0
+
+
+def run_table3(argv: list[str]) -> int:
+  """``--table 3``: parameters, FLOPs and time per example for every method
+  on each backbone of the paper's Tables 15-16 (and MiniLM), measured here."""
+  import pandas as pd
+  from benchmark import efficiency as E
+  from benchmark.components import Context
+  from benchmark.store import RunStore, atomic_write_text
+  methods = [METHODS.get(m) for m in E.TABLE3_METHODS]
+  store = RunStore(FLAGS.workdir)
+  rows, notes = [], []
+  wanted = [FLAGS.backbone] if FLAGS.backbone else [b for b, _ in E.TABLE3_BACKBONES]
+  for backbone, dataset in E.TABLE3_BACKBONES:
+    if backbone not in wanted:
+      continue
+    if backbone not in BACKBONES or dataset is None:
+      rows.append({"backbone": backbone, "note": f"{backbone}: not in this harness yet"})
+      continue
+    spec = DATASETS.get(dataset)
+    config = resolve_config(spec, argv)
+    cfg = config.backbones[backbone]
+    log(f"table 3: {backbone} on {dataset} inputs ({cfg.max_len} tokens)")
+    splits = E.token_splits(spec.load(config, FLAGS.data_dir), int(cfg.max_len))
+    ctx = Context(splits, config, backbone, store, progress=log, structure_only=True)
+    for r in E.measure(ctx, methods, progress=log, timing=not FLAGS.dry_run):
+      rows.append({"backbone": backbone, "dataset": dataset, "seq_len": int(cfg.max_len),
+                   "compute_dtype": str(cfg.compute_dtype), **r})
+  frame = pd.DataFrame(rows)
+  outdir = store.root / "tables"
+  store.check_writable()
+  caption = ("Table 3. Parameters, multiply-accumulates (MACs = XLA FLOPs / 2) per example "
+             "of the inference forward, and measured training-step and inference time per "
+             "example on this machine (batch 16, random weights), per method and backbone")
+  atomic_write_text(outdir / "table3.csv", frame.to_csv(index=False, lineterminator="\n",
+                                                      float_format="%.6g"))
+  atomic_write_text(outdir / "table3.tex", E.to_latex(rows, caption))
+  show = frame.copy()
+  for c in ("train_params", "infer_params", "flops_per_example", "macs_per_example"):
+    if c in show:
+      show[c] = [E.human(v) if v == v else "" for v in show[c]]
+  print(caption)
+  print(show.drop(columns=[c for c in ("train_components", "infer_components", "dataset")
+                           if c in show]).to_string(index=False))
+  print(f"\nwrote {outdir / 'table3.csv'} and {outdir / 'table3.tex'}")
   return 0
 
 

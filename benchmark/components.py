@@ -84,7 +84,10 @@ class Context:
   the store, and get-or-train for components."""
 
   def __init__(self, splits: ShiftSplits, config, backbone: str, store: RunStore,
-               progress: Callable[[str], None] | None = None):
+               progress: Callable[[str], None] | None = None, structure_only: bool = False):
+    # structure_only: no weights, no tokenizer (large views must already be
+    # token arrays); for counting parameters and FLOPs (Table 3).
+    self.structure_only = structure_only
     self.splits = splits
     self.info = splits.info
     self.task = splits.info.task
@@ -97,7 +100,7 @@ class Context:
                       f"--backbone {' or '.join(valid)}")
     self.store = store
     self.backbone_cfg = config.backbones[backbone]
-    if self.backbone.prepare is not None:  # e.g. sentences -> this backbone's tokens
+    if self.backbone.prepare is not None and not structure_only:  # sentences -> tokens
       prep = lambda view: self.backbone.prepare(view["text"], self.backbone_cfg)
       splits = splits.map_large(prep)
       self.splits = splits
@@ -134,6 +137,8 @@ class Context:
   def backbone_weights_key(self) -> str:
     if self.backbone.weights_key is None:
       return self.backbone.name
+    if self.structure_only:
+      return "structure-only"
     if not hasattr(self, "_weights_key"):
       self._weights_key = self.backbone.weights_key(self.backbone_cfg)
     return self._weights_key
@@ -264,51 +269,71 @@ class Context:
     top = pats[len(pats) // 2:]
     return [(rf"^large/{p}", True) for p in top] + [(r"^large/", False)]
 
+  def model_and_rules(self, kind: str, config: Mapping[str, Any], rngs: nnx.Rngs
+                      ) -> tuple[nnx.Module, list[tuple[str, bool]]]:
+    """Component ``kind``'s network (random weights) and freezing rules, from
+    its spec config; nothing loaded (``structure`` runs it without weights)."""
+    out_dim = self.info.out_dim
+    if kind == "pretrain":
+      return LargeWithHead(self.build_large(rngs), out_dim, rngs=rngs), [(r".*", True)]
+    if kind in ("ft", "ht", "lp", "fs", "lp_ft"):
+      model = LargeWithHead(self.build_large(rngs), out_dim, rngs=rngs)
+      rules = {"ft": [(r".*", True)], "fs": [(r".*", True)], "lp_ft": [(r".*", True)],
+               "lp": [(r"^head/", True), (r"^large/", False)],
+               "ht": [(r"^head/", True)] + self.top_half_rules(model.large)}[kind]
+      return model, rules
+    if kind in ("small", "small_multi"):
+      model = LayerwiseEnsemble(None, self.build_small(rngs), None, config["heads"],
+                                config["adapter_hidden"], out_dim, rngs=rngs)
+      return model, [(r".*", True)]
+    if kind.startswith("levi_") or kind == "a3":
+      large = self.build_large(rngs)
+      small = self.build_small(rngs) if config["small"] is not None else None
+      model = LayerwiseEnsemble(large, small, config["taps"], 0, config["adapter_hidden"],
+                                out_dim, rngs=rngs)
+      mode = config["mode"]
+      rules = ([(r"^large/", False)] if mode == FROZEN else
+               self.top_half_rules(large) if mode == LIGHT else [])
+      return model, rules + [(r".*", True)]
+    raise ValueError(kind)
+
+  def structure(self, kind: str) -> tuple[nnx.Module, list[tuple[str, bool]]]:
+    """``model_and_rules`` of ``kind`` as shapes only (``nnx.eval_shape``):
+    for counting parameters and compiling cost analyses without weights."""
+    config = self.spec(kind, 0).config
+    holder = {}
+
+    def make():
+      model, rules = self.model_and_rules(kind, config, nnx.Rngs(0))
+      holder["rules"] = rules
+      return model
+    model = nnx.eval_shape(make)
+    return model, holder["rules"]
+
   def build(self, spec: ComponentSpec) -> tuple[nnx.Module, list[tuple[str, bool]], dict]:
     """Model (initialised, pre-trained parts loaded), freezing rules and
     extra ``TrainJob`` fields for ``spec``."""
-    kind, rngs = spec.kind, nnx.Rngs(spec.seed)
-    out_dim = self.info.out_dim
+    kind = spec.kind
+    model, rules = self.model_and_rules(kind, spec.config, nnx.Rngs(spec.seed))
     extra: dict[str, Any] = {}
     if kind == "pretrain":
-      model = LargeWithHead(self.build_large(rngs), out_dim, rngs=rngs)
-      return model, [(r".*", True)], {"select_on_val": False, "train_split": "pretrain",
-                                       "batch_size": spec.config["batch_size"]}
-    if kind in ("ft", "ht", "lp", "fs", "lp_ft"):
-      model = LargeWithHead(self.build_large(rngs), out_dim, rngs=rngs)
-      if kind != "fs":
-        self.load_pretrained(model)
+      return model, rules, {"select_on_val": False, "train_split": "pretrain",
+                            "batch_size": spec.config["batch_size"]}
+    if kind in ("ft", "ht", "lp", "lp_ft"):
+      self.load_pretrained(model)
       if kind == "lp_ft":
         lp = self.component(spec.dep("lp")).params
         P.load_params(model, {k: v for k, v in lp.items() if k.startswith("head/")},
                       source="LP head", strict=True)
-      rules = {"ft": [(r".*", True)], "fs": [(r".*", True)], "lp_ft": [(r".*", True)],
-               "lp": [(r"^head/", True), (r"^large/", False)],
-               "ht": [(r"^head/", True)] + self.top_half_rules(model.large)}[kind]
       if kind == "lp":
         extra["cache_key"] = self._pretrained_key()
-      return model, rules, extra
-    if kind in ("small", "small_multi"):
-      model = LayerwiseEnsemble(None, self.build_small(rngs), None, spec.config["heads"],
-                                spec.config["adapter_hidden"], out_dim, rngs=rngs)
-      return model, [(r".*", True)], extra
     if kind.startswith("levi_") or kind == "a3":
-      c = spec.config
-      large = self.build_large(rngs)
-      small = self.build_small(rngs) if c["small"] is not None else None
-      model = LayerwiseEnsemble(large, small, c["taps"], 0, c["adapter_hidden"], out_dim,
-                                rngs=rngs)
       self.load_pretrained(model)
-      mode = c["mode"]
-      rules = ([(r"^large/", False)] if mode == FROZEN else
-               self.top_half_rules(large) if mode == LIGHT else [])
-      rules = rules + [(r".*", True)]
-      if mode == FROZEN:
+      if spec.config["mode"] == FROZEN:
         extra["cache_key"] = self._pretrained_key()
-      if c["loss_weights"] is not None:
-        extra["head_weights"] = tuple(c["loss_weights"])
-      return model, rules, extra
-    raise ValueError(kind)
+      if spec.config["loss_weights"] is not None:
+        extra["head_weights"] = tuple(spec.config["loss_weights"])
+    return model, rules, extra
 
   def _pretrained_key(self) -> str:
     """Names the frozen large model's weights and the data its taps are of."""

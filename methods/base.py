@@ -26,6 +26,9 @@ class Method:
   name: str = ""
   label: str = ""        # row label in tables, as in the paper
   family: str = ""       # table section
+  # Components whose networks run at inference (Table 3); None: every
+  # component ``specs`` names (not their dependencies).
+  inference_members: tuple[str, ...] | None = None
 
   def specs(self, ctx: Context, seed: int) -> dict[str, ComponentSpec]:
     raise NotImplementedError

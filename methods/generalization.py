@@ -86,6 +86,7 @@ class FTZeroShot(Method):
   zero-shot head (docs/fidelity.md)."""
   name, family = "ft_zeroshot", "generalization"
   label = "FT+ZeroShot"
+  inference_members = ("ft",)  # one network with the mixed weights
 
   def specs(self, ctx, seed):
     return {"ft": ctx.spec("ft", seed), "lp": ctx.spec("lp", seed)}

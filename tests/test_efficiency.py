@@ -1,0 +1,62 @@
+"""Table 3's counts: architecture sizes as published, FLOPs from XLA's cost
+analysis against the analytic count, and which networks each method trains
+and runs."""
+from __future__ import annotations
+
+import pytest
+from flax import nnx
+
+from benchmark import efficiency as E
+from benchmark.models.bert import BertConfig, BertEncoder, minilm_dir
+from benchmark.models.t5 import T5Backbone, T5Config
+from methods import METHODS
+from tests.harness import smoke_context
+
+T5_SMALL = 60_506_624          # t5-small (HF T5Model; embeddings shared), "60.5M"
+MINILM_L6 = 22_713_216         # all-MiniLM-L6-v2 with its pooler, "22.7M"
+MINILM_POOLER = 384 * 384 + 384  # not used here: taps are mean-pooled
+
+
+def test_t5_small_has_the_published_size():
+  m = nnx.eval_shape(lambda: T5Backbone(T5Config.small(), rngs=nnx.Rngs(0)))
+  assert E.abstract_count(m)[1] == T5_SMALL
+
+
+def test_minilm_has_the_published_size_less_its_pooler():
+  b = nnx.eval_shape(lambda: BertEncoder(BertConfig.from_json(minilm_dir()), rngs=nnx.Rngs(0)))
+  assert E.abstract_count(b)[1] + MINILM_POOLER == MINILM_L6
+
+
+def test_xla_flops_match_the_analytic_count():
+  """BERT forward: 2 FLOPs per multiply-add of every dense layer per token,
+  plus the attention products; XLA adds the small elementwise terms."""
+  cfg = BertConfig.from_json(minilm_dir())
+  model = BertEncoder(cfg, rngs=nnx.Rngs(0))
+  t, h, f, n = 32, cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
+  import numpy as np
+  batch = {"ids": np.ones((2, t), np.int32), "mask": np.ones((2, t), np.int32)}
+  graph, state = nnx.split(model)
+  import jax
+  cost = jax.jit(lambda s, b: nnx.merge(graph, s)(b, train=False)).lower(
+      state, batch).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  analytic = n * (2 * t * (4 * h * h + 2 * h * f) + 2 * 2 * t * t * h)
+  assert cost["flops"] / 2 == pytest.approx(analytic, rel=0.1)
+
+
+def test_members_and_counts_per_method(tmp_path):
+  ctx = smoke_context(tmp_path)
+  members = lambda m: E.method_members(METHODS.get(m), ctx)
+  assert members("lp_ft") == (["lp", "lp_ft"], ["lp_ft"])
+  assert members("ft_zeroshot") == (["ft", "lp"], ["ft"])
+  assert members("a1") == (["ft", "ft"], ["ft", "ft"])
+  assert members("ft_robust")[1] == ["ft", "lp"]
+  rows = {r["method"]: r for r in E.measure(ctx, [METHODS.get(m) for m in
+                                                   ("ft", "lp", "levi_pretrained", "a1")],
+                                            batch_size=4, repeats=1)}
+  assert rows["a1"]["train_params"] == 2 * rows["ft"]["train_params"]
+  assert rows["a1"]["flops_per_example"] == pytest.approx(2 * rows["ft"]["flops_per_example"])
+  assert rows["lp"]["train_params"] < rows["levi_pretrained"]["train_params"] < rows["ft"]["train_params"]
+  assert rows["lp"]["infer_params"] == rows["ft"]["infer_params"]
+  for r in rows.values():
+    assert r["train_ms_per_example"] > 0 and r["infer_ms_per_example"] > 0

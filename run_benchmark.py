@@ -396,10 +396,19 @@ def print_pending(ctx, methods, seeds) -> int:
   todo = sweep.pending(ctx, methods, seeds)
   print(f"{ctx.info.name} (backbone {ctx.backbone.name}, preset {ctx.config.preset}): "
         f"{len(todo)} component training(s) to run")
-  for spec, why in todo:
+  if not todo:
+    return 0
+  from benchmark import efficiency as E
+  total, per = E.estimate(ctx, [spec for spec, _ in todo])
+  for (spec, why), f in zip(todo, per):
     lr = spec.config.get("lr")
     print(f"  {spec.kind:<13} seed {spec.seed:<5} lr {'-' if lr is None else f'{lr:g}':<7} "
-          f"{why}  [{spec.key}]")
+          f"{why:<6} {f / 1e15:9.3f} PFLOP  [{spec.key}]")
+  rate = E.matmul_rate()
+  print(f"  estimated cost: {total / 1e15:.2f} PFLOP (XLA count, tap cache included); "
+        f"{total / rate / 3600:.1f} h on this machine at its measured float32 matmul rate "
+        f"({rate / 1e9:.0f} GFLOP/s; a lower bound), {total / 1e14 / 3600:.2f} h at a "
+        f"sustained 100 TFLOP/s")
   return len(todo)
 
 

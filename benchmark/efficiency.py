@@ -192,3 +192,48 @@ def to_latex(rows: list[dict], caption: str) -> str:
     lines.append(" & ".join(cells) + r" \\")
   lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
   return "\n".join(lines)
+
+
+# -- cost estimates for --dry_run ------------------------------------------------
+FROZEN_LARGE = ("lp", "levi_frozen")  # the large model's taps come from the cache
+
+
+def matmul_rate(dtype=jnp.float32, n: int = 2048, repeats: int = 5) -> float:
+  """FLOP/s of an ``n``x``n`` ``jnp.dot`` on the default device: the practical
+  limit the estimates and the MFU figures are relative to."""
+  a = jnp.ones((n, n), dtype)
+  f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
+  return 2 * n ** 3 / _median_time(lambda: f(a), repeats)
+
+
+def estimate(ctx, specs) -> tuple[float, list[float]]:
+  """XLA-counted FLOPs of training each spec (forward x3 for a training step;
+  validation every epoch; one pass over test_id and OOD), plus, once per
+  dataset, the frozen large model's pass over every split for the tap cache.
+  Returns (total, per spec)."""
+  s = ctx.splits
+  batch = example_batch(ctx, 8)
+  n_val = len(s.val)
+  n_eval = len(s.test_id) + (len(s.ood_pool) if s.ood_pool is not None
+                             else sum(len(g) for g in s.ood.values()))
+  fwd: dict[str, float] = {}
+
+  def flops(kind: str) -> float:
+    if kind not in fwd:
+      fwd[kind] = forward_flops(ctx.structure(kind)[0], batch)
+    return fwd[kind]
+
+  per, cache_needed = [], False
+  for spec in specs:
+    c = spec.config
+    n_train = len(s.pretrain if spec.kind == "pretrain" else s.train)
+    f = flops(spec.kind)
+    if spec.kind in FROZEN_LARGE:
+      f = max(f - flops("ft"), 0.0)  # the large forward is read from the cache
+      cache_needed = True
+    evals = n_val * int(c.get("epochs", 1)) // max(1, int(c.get("eval_every", 1))) + n_eval
+    per.append(3 * f * n_train * int(c.get("epochs", 1)) + f * evals)
+  total = sum(per)
+  if cache_needed:
+    total += flops("ft") * (len(s.train) + n_val + n_eval)
+  return total, per

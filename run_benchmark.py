@@ -37,6 +37,9 @@ flags.DEFINE_string("shard", "0/1", "i/N: run every N-th (method, seed) of the s
                     "the last shard to finish writes the table.")
 flags.DEFINE_string("table", "", "A table of the paper (1, 3, 5, 9, 10, 11, 14): trains its "
                     "missing runs, writes WORKDIR/tables/tableN.{csv,tex,hparams.json}.")
+flags.DEFINE_string("figure", "", "4: the paper's Figure 4 (one adapting layer per block of "
+                    "the pre-trained large model; trains what is missing); scatter: ID vs "
+                    "OOD of every method run on --dataset. Writes WORKDIR/figures/.")
 flags.DEFINE_bool("dry_run", False, "List the component trainings the command would run, "
                   "and their estimated cost, without training.")
 flags.DEFINE_string("preset", "cpu", "smoke (seconds, CI) | cpu (minutes here) | paper.")
@@ -128,6 +131,8 @@ def run(argv: list[str]) -> int:
     return 0
   if FLAGS.table:
     return run_table(argv)
+  if FLAGS.figure:
+    return run_figure(argv)
   if not FLAGS.dataset:
     raise UserError("no --dataset given: pass one of " + ", ".join(DATASETS.names()))
   spec = DATASETS.get(FLAGS.dataset)
@@ -269,6 +274,54 @@ def run_table(argv: list[str]) -> int:
   print(f"\n{caption}")
   print(PT.to_text(table, frame))
   print(f"\nwrote {csv_path}, {tex_path} and {hp_path}")
+  return 0
+
+
+def run_figure(argv: list[str]) -> int:
+  from benchmark import figures, mesh, protocol
+  from benchmark.store import RunStore
+  what = FLAGS.figure.strip().lower()
+  if what not in ("4", "scatter"):
+    raise UserError(f"malformed --figure {FLAGS.figure!r}: give 4 (the paper's Figure 4) "
+                    f"or scatter (ID vs OOD per method on --dataset)")
+  seeds = parse_seeds(FLAGS.seeds)
+  names = ([FLAGS.dataset] if FLAGS.dataset else ["movielens_genre"]) if what == "4" else (
+      [FLAGS.dataset] if FLAGS.dataset else [])
+  if not names:
+    raise UserError("--figure scatter needs --dataset (the one whose runs to plot)")
+  mesh.enable_compilation_cache()
+  store = RunStore(FLAGS.workdir)
+  contexts = {}
+  for name in names:
+    spec = DATASETS.get(name)
+    backbone = FLAGS.backbone or spec.default_backbone
+    config = resolve_config(spec, argv)
+    check_weights(backbone, config)
+    contexts[name] = load_context(spec, config, backbone, store)
+  outdir = store.root / "figures"
+  store.check_writable()
+  if what == "4":
+    frame = figures.layer_frame(contexts, seeds, log)
+    png, csv = figures.figure4(frame, outdir)
+    print(frame.groupby(["dataset", "block"])[["id", "ood"]].mean().to_string())
+    print(f"\nwrote {png} and {csv}")
+    return 0
+  ctx = contexts[names[0]]
+  methods = parse_methods(FLAGS.method) if FLAGS.method else [METHODS.get(m) for m in METHODS]
+  records = []
+  for m in methods:  # what the store holds for this config; nothing is trained
+    for s in seeds:
+      key, _ = protocol.method_key(ctx, m, s)
+      rec = store.read(store.method_path(ctx.info.name, m.name, key))
+      if rec is not None:
+        records.append(rec)
+  if not records:
+    raise UserError(f"no runs of {names[0]} with this preset and config in {store.root}; "
+                    f"run --method ... (same --preset and --config) first")
+  png = figures.scatter(records, {m.name: m.label for m in methods},
+                        outdir / f"scatter_{names[0]}.png",
+                        f"{names[0]}, backbone {ctx.backbone.name}, preset {ctx.config.preset}")
+  print(f"wrote {png} ({len({r['method'] for r in records})} methods, {len(records)} runs)")
   return 0
 
 

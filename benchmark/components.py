@@ -188,6 +188,17 @@ class Context:
       return ComponentSpec(kind, seed, cfg, self._with_pretrain())
     raise ValueError(f"unknown component kind {kind!r}")
 
+  def layer_probe_spec(self, tap: int, seed: int) -> ComponentSpec:
+    """Figure 4: one adapting layer on block ``tap`` of the frozen pre-trained
+    large model, alone (no small model); trains on cached taps."""
+    n = self._num_blocks()
+    if not 0 <= tap < n:
+      raise UserError(f"{self.backbone.name} has blocks 0..{n - 1}, not {tap}")
+    cfg = {**self._common("layer_probe", "levi"), "large": self._large_cfg(),
+           "mode": FROZEN, "small": None, "adapter_hidden": self.config.model.adapter_hidden,
+           "taps": [tap], "loss_weights": None}
+    return ComponentSpec("layer_probe", seed, cfg, self._with_pretrain())
+
   def spec_with_lr(self, kind: str, seed: int, lr: float) -> ComponentSpec:
     """``spec(kind, seed)`` trained at learning rate ``lr`` (a grid point)."""
     saved = self.lr_override.get(kind)
@@ -286,7 +297,7 @@ class Context:
       model = LayerwiseEnsemble(None, self.build_small(rngs), None, config["heads"],
                                 config["adapter_hidden"], out_dim, rngs=rngs)
       return model, [(r".*", True)]
-    if kind.startswith("levi_") or kind == "a3":
+    if kind.startswith("levi_") or kind in ("a3", "layer_probe"):
       large = self.build_large(rngs)
       small = self.build_small(rngs) if config["small"] is not None else None
       model = LayerwiseEnsemble(large, small, config["taps"], 0, config["adapter_hidden"],
@@ -327,7 +338,7 @@ class Context:
                       source="LP head", strict=True)
       if kind == "lp":
         extra["cache_key"] = self._pretrained_key()
-    if kind.startswith("levi_") or kind == "a3":
+    if kind.startswith("levi_") or kind in ("a3", "layer_probe"):
       self.load_pretrained(model)
       if spec.config["mode"] == FROZEN:
         extra["cache_key"] = self._pretrained_key()

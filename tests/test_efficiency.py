@@ -31,7 +31,7 @@ def test_xla_flops_match_the_analytic_count():
   """BERT forward: 2 FLOPs per multiply-add of every dense layer per token,
   plus the attention products; XLA adds the small elementwise terms."""
   cfg = BertConfig.from_json(minilm_dir())
-  model = BertEncoder(cfg, rngs=nnx.Rngs(0))
+  model = nnx.eval_shape(lambda: BertEncoder(cfg, rngs=nnx.Rngs(0)))  # shapes suffice
   t, h, f, n = 32, cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
   import numpy as np
   batch = {"ids": np.ones((2, t), np.int32), "mask": np.ones((2, t), np.int32)}
@@ -53,10 +53,10 @@ def test_members_and_counts_per_method(tmp_path):
   assert members("ft_robust")[1] == ["ft", "lp"]
   rows = {r["method"]: r for r in E.measure(ctx, [METHODS.get(m) for m in
                                                    ("ft", "lp", "levi_pretrained", "a1")],
-                                            batch_size=4, repeats=1)}
+                                            batch_size=4, timing=False)}
   assert rows["a1"]["train_params"] == 2 * rows["ft"]["train_params"]
   assert rows["a1"]["flops_per_example"] == pytest.approx(2 * rows["ft"]["flops_per_example"])
   assert rows["lp"]["train_params"] < rows["levi_pretrained"]["train_params"] < rows["ft"]["train_params"]
   assert rows["lp"]["infer_params"] == rows["ft"]["infer_params"]
-  for r in rows.values():
-    assert r["train_ms_per_example"] > 0 and r["infer_ms_per_example"] > 0
+  (timed,) = E.measure(ctx, [METHODS.get("lp")], batch_size=4, repeats=1)
+  assert timed["train_ms_per_example"] > 0 and timed["infer_ms_per_example"] > 0

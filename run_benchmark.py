@@ -56,8 +56,65 @@ def _backbone_defaults():
   return {n: BACKBONES.get(n).defaults for n in BACKBONES}
 
 
+def check_config_overrides(argv: list[str], base) -> None:
+  """Every ``--config.KEY=VALUE`` names a key of ``base`` and parses as its
+  type; else a UserError naming the fix. Runs before absl parses the flags,
+  where ml_collections would print a traceback (unknown key) or a two-line
+  fatal error (bad value)."""
+  import ast
+  import difflib
+  import ml_collections
+  args = list(argv)
+  for i, arg in enumerate(args):
+    if not arg.startswith("--config."):
+      continue
+    key, sep, value = arg[len("--config."):].partition("=")
+    if not sep:
+      value = args[i + 1] if i + 1 < len(args) else ""
+    node, path = base, []
+    for part in key.split("."):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        here = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+        close = difflib.get_close_matches(part, here, n=1, cutoff=0.5)
+        hint = f" (did you mean {'.'.join(path + close)}?)" if close else ""
+        raise UserError(f"unknown config key {key!r}{hint}; --list_config --dataset NAME "
+                        f"prints every key")
+      node, path = node[part], path + [part]
+    if isinstance(node, ml_collections.ConfigDict):
+      raise UserError(f"config key {key!r} is a group; set one of its keys, e.g. "
+                      f"--config.{key}.{next(iter(node.keys()), 'KEY')}=...")
+    kind = type(node)
+    try:
+      if kind is bool:
+        if value.lower() not in ("true", "false", "1", "0"):
+          raise ValueError(value)
+      elif kind is int:
+        int(value)
+      elif kind is float:
+        float(value)
+      elif kind in (tuple, list):
+        parsed = ast.literal_eval(value)
+        if not isinstance(parsed, (tuple, list, int, float)):
+          raise ValueError(value)
+    except (ValueError, SyntaxError):
+      example = {bool: "true", int: "5", float: "0.001", tuple: "(512,256)",
+                 list: "[1,2]"}.get(kind, "...")
+      article = "an" if kind.__name__[0] in "aeiou" else "a"
+      raise UserError(f"config {key} takes {article} {kind.__name__}, not {value!r}; e.g. "
+                      f"--config.{key}={example}") from None
+
+
+_BASE_CONFIG = configs.base_config(_data_defaults(), _backbone_defaults())
+if __name__ == "__main__":
+  try:
+    check_config_overrides(sys.argv[1:], _BASE_CONFIG)
+  except UserError as _e:
+    if "--verbose" in sys.argv:
+      raise
+    print(f"error: {_e}", file=sys.stderr)
+    sys.exit(2)
 config_flags.DEFINE_config_dict(
-    "config", configs.base_config(_data_defaults(), _backbone_defaults()),
+    "config", _BASE_CONFIG,
     "Overrides, e.g. --config.epochs=5 --config.lr.ft=1e-4 (see --list_config).")
 
 
@@ -456,12 +513,13 @@ def print_pending(ctx, methods, seeds) -> int:
   for (spec, why), f in zip(todo, per):
     lr = spec.config.get("lr")
     print(f"  {spec.kind:<13} seed {spec.seed:<5} lr {'-' if lr is None else f'{lr:g}':<7} "
-          f"{why:<6} {f / 1e15:9.3f} PFLOP  [{spec.key}]")
+          f"{why:<6} {E.human(f):>7}FLOP  [{spec.key}]")
   rate = E.matmul_rate()
-  print(f"  estimated cost: {total / 1e15:.2f} PFLOP (XLA count, tap cache included); "
-        f"{total / rate / 3600:.1f} h on this machine at its measured float32 matmul rate "
-        f"({rate / 1e9:.0f} GFLOP/s; a lower bound), {total / 1e14 / 3600:.2f} h at a "
-        f"sustained 100 TFLOP/s")
+  hours = lambda sec: f"{sec / 3600:.2f} h" if sec >= 360 else f"{sec:.0f} s"
+  print(f"  estimated cost: {E.human(total)}FLOP (XLA count, tap cache included); "
+        f"{hours(total / rate)} on this machine at its measured float32 matmul rate "
+        f"({rate / 1e9:.0f} GFLOP/s; a lower bound), {hours(total / 1e14)} at a sustained "
+        f"100 TFLOP/s")
   return len(todo)
 
 

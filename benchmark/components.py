@@ -311,7 +311,7 @@ class Context:
   def structure(self, kind: str) -> tuple[nnx.Module, list[tuple[str, bool]]]:
     """``model_and_rules`` of ``kind`` as shapes only (``nnx.eval_shape``):
     for counting parameters and compiling cost analyses without weights."""
-    config = self.spec(kind, 0).config
+    config = (self.pretrain_spec() if kind == "pretrain" else self.spec(kind, 0)).config
     holder = {}
 
     def make():
@@ -358,6 +358,14 @@ class Context:
       return self._results[spec.key]
     path = self.store.component_path(spec.kind, spec.key)
     rec = self.store.read(path)
+    if rec is not None and rec.get("status") == "ok":
+      for suffix in (".npz", ".preds.npz") if rec.get("scores") else (".npz",):
+        why = self.store.unreadable_arrays(path.with_name(spec.key + suffix))
+        if why is not None:
+          self.store.put_aside(path, f"has an artefact {spec.key}{suffix} that {why}",
+                               (".npz", ".preds.npz"))
+          rec = None
+          break
     if rec is not None:
       self.loaded.append(spec.key)
     else:

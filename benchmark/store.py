@@ -16,6 +16,7 @@ silently overwritten.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -53,6 +54,10 @@ def key_of(obj: Any) -> str:
   return hashlib.sha256(canonical(obj).encode()).hexdigest()[:20]
 
 
+_NO_SPACE_OR_ACCESS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                       errno.ENOTDIR}
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
   """Temp file in the same folder, fsync, rename: readers see all or nothing.
   On several hosts only process 0 writes."""
@@ -67,9 +72,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     with contextlib.suppress(FileNotFoundError):
       os.unlink(tmp)
+    if isinstance(e, OSError) and e.errno in _NO_SPACE_OR_ACCESS:
+      raise UserError(f"cannot write {path}: {e.strerror}; free disk space or pass a "
+                      f"writable --workdir, then rerun (finished runs are kept)") from e
     raise
 
 
@@ -116,13 +124,33 @@ class RunStore:
         raise ValueError("not a JSON object")
       return rec
     except ValueError as e:  # UnicodeDecodeError and JSONDecodeError included
-      stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}"
-      aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-      os.replace(path, aside)
-      self.set_aside.append(aside)
-      print(f"warning: store record {path} is not valid JSON ({e}); moved to "
-            f"{aside.name} and will be recomputed", file=sys.stderr)
+      self.put_aside(path, f"is not valid JSON ({e})")
       return None
+
+  def put_aside(self, path: Path, why: str, artefacts: tuple[str, ...] = ()) -> None:
+    """Moves a damaged record (and its artefacts, by suffix) to
+    ``*.corrupt-<time>`` and reports it: kept for inspection, recomputed."""
+    stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}"
+    for p in [path.with_name(path.stem + suf) for suf in artefacts] + [path]:
+      if p.exists():
+        aside = p.with_name(f"{p.name}.corrupt-{stamp}")
+        os.replace(p, aside)
+        self.set_aside.append(aside)
+    print(f"warning: store record {path} {why}; moved aside (*.corrupt-{stamp}) and "
+          f"will be recomputed", file=sys.stderr)
+
+  @staticmethod
+  def unreadable_arrays(path: Path) -> str | None:
+    """Why the npz at ``path`` cannot be read (missing, cut short, not a zip), or
+    None. Cheap: opens the zip's central directory, which a cut file lacks."""
+    try:
+      with zipfile.ZipFile(path) as z:
+        z.namelist()
+      return None
+    except FileNotFoundError:
+      return "is missing"
+    except (OSError, zipfile.BadZipFile) as e:
+      return f"is unreadable ({e})"
 
   def write(self, path: Path, record: Mapping) -> None:
     rec = dict(record)

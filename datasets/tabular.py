@@ -9,7 +9,9 @@ standardised with the ID train rows' statistics.
 """
 from __future__ import annotations
 
+import gzip
 import os
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -36,6 +38,10 @@ def read_csv(path: str) -> pd.DataFrame:
   except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
     raise DataError(f"{path}: not a readable CSV ({str(e).splitlines()[0]}); "
                     f"fix the file or regenerate it") from e
+  except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:  # e.g. a cut .csv.gz
+    raise DataError(f"{path}: truncated or corrupt compressed file ({type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else 'no detail'}); "
+                    f"write or download it again") from e
   return df
 
 

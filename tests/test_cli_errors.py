@@ -65,6 +65,35 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "backbone_wrong_modality": (["--method", "ft", *SS, "--backbone", "minilm_l6",
                                  "--seeds", "0"],
                                 ["tabular", "--backbone tabular_mlp"]),
+    # --config.* overrides: caught before absl / ml_collections parse them.
+    "config_unknown_key": (["--method", "ft", *SS, "--seeds", "0", "--config.lr.fft=0.1"],
+                           ["unknown config key 'lr.fft'", "lr.ft", "--list_config"]),
+    "config_wrong_type": (["--method", "ft", *SS, "--seeds", "0", "--config.epochs=abc"],
+                          ["epochs takes an int", "--config.epochs=5"]),
+    "config_malformed_grid": (["--method", "ft", *SS, "--seeds", "0",
+                               "--config.protocol.lr_grid=1e-3,x"],
+                              ["protocol.lr_grid", "comma-separated"]),
+    "shard_malformed": (["--method", "ft", *SS, "--seeds", "0", "--shard", "2/2"],
+                        ["--shard '2/2'", "--shard 0/2"]),
+    "table_unknown": (["--table", "6"], ["--table '6'", "e.g. --table 1"]),
+    "table_vision": (["--table", "2"], ["vision benchmarks", "tables available"]),
+    "table_and_method": (["--table", "5", "--method", "ft"], ["either --table"]),
+    "figure_unknown": (["--figure", "5"], ["--figure '5'", "scatter"]),
+    # Data files cut short or corrupt; checkpoints broken or of another model.
+    "csv_gz_truncated": (["--method", "ft", "--dataset", "tabular",
+                          "--data_dir", "{csv:trunc_gz}", "--seeds", "0"],
+                         ["truncated or corrupt compressed", "again"]),
+    "movielens_u_data_truncated": (["--method", "lp", "--dataset", "movielens_genre",
+                                    "--data_dir", "{dir:ml_cut}", "--seeds", "0"],
+                                   ["u.data", "truncated"]),
+    "safetensors_truncated": (["--method", "lp", "--dataset", "movielens_genre", "--seeds", "0",
+                               "--config.backbones.minilm_l6.checkpoint={dir:minilm_cut}"],
+                              ["model.safetensors", "not a complete safetensors file",
+                               "download or save it again"]),
+    "checkpoint_other_architecture": (["--method", "lp", "--dataset", "movielens_genre",
+                                       "--backbone", "t5_small", "--seeds", "0",
+                                       "--config.backbones.t5_small.checkpoint={dir:minilm}"],
+                                      ["model_type 'bert' is not T5"]),
 }
 
 _GOOD_ROWS = [  # a valid tabular CSV body, minus whichever column a case drops
@@ -76,7 +105,15 @@ _GOOD_ROWS = [  # a valid tabular CSV body, minus whichever column a case drops
 ]
 
 
-def _write_csvs(folder: Path) -> dict[str, Path]:
+def write_fixtures(folder: Path) -> dict[str, Path]:
+  """The bad files the cases point at, written here (never downloaded)."""
+  import gzip
+  import shutil
+
+  from benchmark.models.bert import minilm_dir
+  from datasets import movielens as M
+  from tests.test_movielens import write_grouplens
+
   folder.mkdir(parents=True, exist_ok=True)
   no_label = folder / "no_label.csv"
   no_label.write_text("num_a,cat_b,split\n"
@@ -86,24 +123,39 @@ def _write_csvs(folder: Path) -> dict[str, Path]:
                      + "".join(f"{n},{c},{y},{s}\n" for n, c, y, s in _GOOD_ROWS)
                      + "0.9,a,1,holdout\n")
   (folder / "empty").mkdir(exist_ok=True)
+  body = "num_a,cat_b,label,split\n" + "".join(
+      f"{i / 7:.6f},{'abc'[i % 3]},{i % 2},{_GOOD_ROWS[i % 10][3]}\n" for i in range(3000))
+  blob = gzip.compress(body.encode())
+  trunc_gz = folder / "trunc.csv.gz"
+  trunc_gz.write_bytes(blob[: len(blob) // 2])
+  ml_cut = folder / "ml-100k"
+  write_grouplens(M.load_frame(None).iloc[:500], ml_cut)
+  data = (ml_cut / "u.data").read_bytes()
+  cut = len(data) // 2
+  while data[cut - 1:cut] == b"\n":  # mid-line
+    cut += 1
+  (ml_cut / "u.data").write_bytes(data[:cut])
+  minilm = Path(minilm_dir())
+  minilm_cut = folder / "minilm_cut"
+  shutil.copytree(minilm, minilm_cut, dirs_exist_ok=True)
+  st = minilm_cut / "model.safetensors"
+  st.write_bytes(st.read_bytes()[: 3_000_000])
   return {"no_label": no_label, "holdout": holdout,
-          "does_not_exist": folder / "does_not_exist.csv", "empty": folder / "empty"}
+          "does_not_exist": folder / "does_not_exist.csv", "empty": folder / "empty",
+          "trunc_gz": trunc_gz, "ml_cut": ml_cut, "minilm_cut": minilm_cut, "minilm": minilm}
 
 
-def _resolve(args: list[str], csvs: dict[str, Path]) -> list[str]:
-  out = []
-  for a in args:
-    m = re.fullmatch(r"\{(?:csv|dir):(\w+)\}", a)
-    out.append(str(csvs[m.group(1)]) if m else a)
-  return out
+def resolve(args: list[str], files: dict[str, Path]) -> list[str]:
+  """Replaces ``{csv:NAME}`` / ``{dir:NAME}`` (also inside ``--flag=...``)."""
+  return [re.sub(r"\{(?:csv|dir):(\w+)\}", lambda m: str(files[m.group(1)]), a) for a in args]
 
 
 @pytest.fixture(scope="module")
 def cli_results(run_cli, tmp_path_factory):
   """name -> (CompletedProcess, workdir) for every case, run concurrently."""
   base = tmp_path_factory.mktemp("cli_errors")
-  csvs = _write_csvs(base / "csv")
-  jobs = {name: (_resolve(args, csvs), base / "workdirs" / name)
+  files = write_fixtures(base / "files")
+  jobs = {name: (resolve(args, files), base / "workdirs" / name)
           for name, (args, _) in CASES.items()}
   workers = max(2, min(len(jobs), os.cpu_count() or 2))
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -158,3 +210,13 @@ def test_list_prints_every_name(run_cli, tmp_path):
   for p in configs.PRESETS:
     assert p in words
   assert files_under(workdir) == []
+
+
+def test_unwritable_workdir(run_cli, tmp_path):
+  """A --workdir that cannot be created (its parent is a file; chmod does not
+  stop root, so this is the portable way to get EACCES-like failures)."""
+  (tmp_path / "afile").write_text("x")
+  proc = run_cli(["--method", "ft", *SS, "--seeds", "0"], tmp_path / "afile" / "sub")
+  assert proc.returncode == 2
+  line = error_line(proc.stderr)
+  assert "not writable" in line and "--workdir" in line

@@ -166,7 +166,7 @@ def measure(ctx, methods, batch_size: int = 16, repeats: int = 3,
 def human(n: float) -> str:
   if n != n:
     return "n/a"
-  for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+  for div, suffix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
     if abs(n) >= div:
       return f"{n / div:.3g}{suffix}"
   return f"{n:.3g}"

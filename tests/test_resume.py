@@ -150,8 +150,9 @@ def test_sigkill_at_several_points_then_resume_gives_identical_tables(tmp_path):
 
 
 def test_two_shards_share_one_store_and_match_one_process(tmp_path):
+  # With a learning-rate grid: the shards split the grid points too.
   args = ["--method", "ft,fs,levi,a1,ft_zeroshot", "--dataset", "synthetic_spurious",
-          "--seeds", "0,1", "--preset", "smoke"]
+          "--seeds", "0,1", "--preset", "smoke", "--config.protocol.lr_grid=1e-3,3e-2"]
   one = tmp_path / "one"
   p = _popen(args, one)
   _, err = p.communicate(timeout=600)
@@ -172,3 +173,5 @@ def test_two_shards_share_one_store_and_match_one_process(tmp_path):
              for o, _ in outs]
   assert sum(trained) == len(comps(one))
   assert not list(two.rglob("*.lock"))
+  hp = json.loads((two / "tables" / "synthetic_spurious.hparams.json").read_text())
+  assert set(hp["synthetic_spurious"]["grids"]) == {"ft", "fs", "levi_light"}  # LP: no lr_grid_lp

@@ -174,11 +174,26 @@ class RunStore:
       raise UserError(f"store file {path} is unreadable ({e}); delete it and its "
                       f".json record to recompute") from e
 
+  def sweep_temporaries(self, older_than_s: float = 3600.0) -> int:
+    """Removes temporary files of writes that a killed process left behind
+    (``.<name>.<random>.tmp``); younger ones may be another live writer's."""
+    n, now = 0, time.time()
+    for top in (self.runs, self.root / "cache"):
+      if not top.is_dir():
+        continue
+      for p in top.rglob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+          if now - p.stat().st_mtime > older_than_s:
+            p.unlink()
+            n += 1
+    return n
+
   def check_writable(self) -> None:
     try:
       self.runs.mkdir(parents=True, exist_ok=True)
       atomic_write_text(self.runs / ".write-test", "ok")
       os.unlink(self.runs / ".write-test")
+      self.sweep_temporaries()
     except OSError as e:
       raise UserError(f"workdir {self.root} is not writable ({e.strerror}); "
                       f"pass a writable --workdir") from e

@@ -44,3 +44,15 @@ def test_cut_artefact_is_set_aside_and_recomputed(tmp_path, suffix, capsys):
   err = capsys.readouterr().err
   assert f"{res.spec.key}{suffix}" in err and "moved aside" in err
   assert len(list(art.parent.glob(f"{res.spec.key}*.corrupt-*"))) == 3
+
+
+def test_killed_writes_leave_temporaries_that_a_later_run_sweeps(tmp_path):
+  st = S.RunStore(tmp_path)
+  d = tmp_path / "runs" / "components" / "ft"
+  d.mkdir(parents=True)
+  old, young = d / ".k.json.abc.tmp", d / ".k.npz.def.tmp"
+  old.write_text("{")
+  young.write_text("{")
+  os.utime(old, (0, 0))
+  st.check_writable()
+  assert not old.exists() and young.exists()  # a live writer's file is left alone

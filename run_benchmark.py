@@ -44,7 +44,9 @@ flags.DEFINE_bool("dry_run", False, "List the component trainings the command wo
                   "and their estimated cost, without training.")
 flags.DEFINE_string("preset", "cpu", "smoke (seconds, CI) | cpu (minutes here) | paper.")
 flags.DEFINE_string("workdir", "results", "Run store and tables go here.")
-flags.DEFINE_string("data_dir", None, "Where the dataset's files are (a CSV for 'tabular').")
+flags.DEFINE_string("data_dir", None, "Where the dataset's files are (a CSV for 'tabular'); "
+                    "for a table spanning datasets, NAME=PATH[,NAME=PATH] gives one per "
+                    "dataset (e.g. amazon_reviews=/data/amazon).")
 flags.DEFINE_bool("verbose", False, "Show tracebacks for errors.")
 
 
@@ -124,6 +126,23 @@ def parse_shard(text: str) -> tuple[int, int]:
     raise UserError(f"malformed --shard {text!r}: give i/N with 0 <= i < N, e.g. "
                     f"--shard 0/2 and --shard 1/2 for two processes")
   return int(m.group(1)), int(m.group(2))
+
+
+def data_dir_for(dataset: str) -> str | None:
+  """``--data_dir``: one path for every dataset, or ``NAME=PATH[,NAME=PATH]``."""
+  text = FLAGS.data_dir
+  if not text or not re.match(r"^[A-Za-z0-9_]+=", text):
+    return text
+  dirs = {}
+  for part in text.split(","):
+    name, sep, path = part.partition("=")
+    name = name.strip()
+    if not sep or not path.strip():
+      raise UserError(f"malformed --data_dir {text!r}: give PATH, or NAME=PATH[,NAME=PATH] "
+                      f"with NAME a dataset (e.g. amazon_reviews=/data/amazon)")
+    DATASETS.get(name)  # an unknown name: one line with the valid names
+    dirs[name] = path.strip()
+  return dirs.get(dataset)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -403,7 +422,7 @@ def run_table3(argv: list[str]) -> int:
     config = resolve_config(spec, argv)
     cfg = config.backbones[backbone]
     log(f"table 3: {backbone} on {dataset} inputs ({cfg.max_len} tokens)")
-    splits = E.token_splits(spec.load(config, FLAGS.data_dir), int(cfg.max_len))
+    splits = E.token_splits(spec.load(config, data_dir_for(spec.name)), int(cfg.max_len))
     ctx = Context(splits, config, backbone, store, progress=log, structure_only=True)
     for r in E.measure(ctx, methods, progress=log, timing=not FLAGS.dry_run):
       rows.append({"backbone": backbone, "dataset": dataset, "seq_len": int(cfg.max_len),
@@ -445,7 +464,7 @@ def check_weights(backbone: str, config) -> None:
 def load_context(spec, config, backbone: str, store):
   from benchmark.components import Context
   log(f"loading {spec.name} (preset {config.preset})")
-  splits = spec.load(config, FLAGS.data_dir)
+  splits = spec.load(config, data_dir_for(spec.name))
   return Context(splits, config, backbone, store, progress=log)
 
 

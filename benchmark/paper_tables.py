@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.store import atomic_write_text
-from benchmark.tables import LOWER_IS_BETTER, latex_escape
+from benchmark.tables import LOWER_IS_BETTER, headline_ood, latex_escape, ood_aggregates
 
 CSV_COLUMNS = ["table", "row", "method", "group", "column", "dataset", "split", "metric",
                "mean", "std", "n_seeds", "n_examples", "note"]
@@ -92,25 +92,28 @@ NUMBERS = sorted([*TABLES, 3, *VISION_TABLES])
 
 
 def split_values(rec: Mapping, split: str) -> float | None:
-  """One seed's score for a column's split; ``ood`` and ``ood/products`` are
-  unweighted means over their groups (how the paper's Table 1 follows from
-  its per-group tables)."""
+  """One seed's score for a column's split; aggregates (``ood``,
+  ``ood/products``, see ``tables.ood_aggregates``) are unweighted means over
+  their groups (how the paper's Table 1 follows from its per-group tables)."""
   scores = rec.get("scores", {})
-  if split == "ood":
-    vals = [v for k, v in scores.items() if k.startswith("ood/") and k.count("/") == 1]
-  elif split == "ood/products":
-    vals = [v for k, v in scores.items() if k.startswith("ood/product/")]
-  else:
-    return scores.get(split)
-  return float(np.mean(vals)) if vals else None
+  aggs = ood_aggregates(list(scores))
+  if split in aggs:
+    return float(np.mean([scores[k] for k in aggs[split]]))
+  return scores.get(split)
+
+
+def headline_value(rec: Mapping) -> float | None:
+  """One seed's single OOD number for figures (``tables.headline_ood``)."""
+  scores = rec.get("scores", {})
+  keys = headline_ood(list(scores))
+  return float(np.mean([scores[k] for k in keys])) if keys else None
 
 
 def _n_examples(rec: Mapping, split: str) -> int:
   n = rec.get("n_examples", {})
-  if split == "ood":
-    return int(sum(v for k, v in n.items() if k.startswith("ood/") and k.count("/") == 1))
-  if split == "ood/products":
-    return int(sum(v for k, v in n.items() if k.startswith("ood/product/")))
+  aggs = ood_aggregates(list(n))
+  if split in aggs:
+    return int(sum(n[k] for k in aggs[split]))
   return int(n.get(split, 0))
 
 

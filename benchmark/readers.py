@@ -37,6 +37,7 @@ class Counter:
     self.rows = 0
     self.skipped = 0
     self.first_bad: str | None = None
+    self.line = 0       # the line number of the row last yielded
 
 
 def is_gzip(path: Path) -> bool:
@@ -100,6 +101,7 @@ def iter_tsv(path: str | Path, required: Sequence[str], on_bad: str = "error",
                       f"has {len(header)}")
       continue
     c.rows += 1
+    c.line = no
     yield {col: fields[i] for col, i in zip(required, idx)}
 
 
@@ -123,6 +125,7 @@ def iter_jsonl(path: str | Path, required: Sequence[str], on_bad: str = "error",
       _bad(c, on_bad, f"{p} line {no}: missing key(s) {', '.join(missing)}")
       continue
     c.rows += 1
+    c.line = no
     yield obj
 
 

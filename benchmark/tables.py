@@ -2,7 +2,8 @@
 LaTeX (``Styler.to_latex``), mean ± std over seeds.
 
 ``std`` is the sample standard deviation over seeds (ddof=1), blank for one
-seed. ``ood`` is the unweighted mean over the OOD groups, computed per seed.
+seed. OOD aggregates (``ood_aggregates``) are unweighted means over groups,
+computed per seed.
 """
 from __future__ import annotations
 
@@ -18,13 +19,51 @@ COLUMNS = ["dataset", "method", "split", "metric", "mean", "std", "n_seeds", "n_
 LOWER_IS_BETTER = {"rmse"}
 
 
+def ood_aggregates(keys: Sequence[str]) -> dict[str, list[str]]:
+  """Aggregate splits -> the OOD groups they average, unweighted (how the
+  paper's Table 1 follows from its per-group Tables 9-11).
+
+  Groups ``ood/<family>/<name>`` (Amazon's ``ood/product/Watches``, ...)
+  average into ``ood/<family>s`` (``ood/products``). ``ood`` averages the
+  single-level groups (MovieLens's twelve genres) and exists only when there
+  is no family: Amazon's ``ood/time`` and ``ood/products`` are reported apart,
+  as in the paper."""
+  singles = [k for k in keys if k.startswith("ood/") and k.count("/") == 1]
+  families: dict[str, list[str]] = {}
+  for k in keys:
+    if k.startswith("ood/") and k.count("/") == 2:
+      families.setdefault(f"ood/{k.split('/')[1]}s", []).append(k)
+  out = {"ood": singles} if singles and not families else {}
+  out.update(families)
+  return out
+
+
+def headline_ood(keys: Sequence[str]) -> list[str]:
+  """The groups one OOD number averages when a figure needs one per dataset:
+  ``ood`` when it exists, else the single-level groups (Amazon: the time
+  shift, as in the paper's Table 5)."""
+  aggs = ood_aggregates(keys)
+  if "ood" in aggs:
+    return aggs["ood"]
+  return [k for k in keys if k.startswith("ood/") and k.count("/") == 1] or \
+      [k for k in keys if k.startswith("ood/")]
+
+
 def split_order(records: Sequence[Mapping]) -> list[str]:
+  """``test_id``, ``ood`` (if defined), single-level groups, then each family's
+  aggregate followed by its groups."""
   groups = []
   for r in records:
     for k in r.get("n_examples", {}):
       if k.startswith("ood/") and k not in groups:
         groups.append(k)
-  return ["test_id", "ood"] + groups
+  aggs = ood_aggregates(groups)
+  order = ["test_id"] + (["ood"] if "ood" in aggs else [])
+  order += [k for k in groups if k.count("/") == 1]
+  for agg, members in aggs.items():
+    if agg != "ood":
+      order += [agg, *members]
+  return order
 
 
 def dataset_frame(records: Sequence[Mapping], methods: Sequence[str] | None = None
@@ -32,6 +71,7 @@ def dataset_frame(records: Sequence[Mapping], methods: Sequence[str] | None = No
   """Long table: one row per (dataset, method, split)."""
   rows = []
   order = split_order(records)
+  aggs = ood_aggregates(order)
   by_method: dict[tuple[str, str], list[Mapping]] = {}
   for r in records:
     by_method.setdefault((r["dataset"], r["method"]), []).append(r)
@@ -44,9 +84,10 @@ def dataset_frame(records: Sequence[Mapping], methods: Sequence[str] | None = No
     metric = recs[0]["metric"]
     n_ex = recs[0].get("n_examples", {})
     for split in order:
-      if split == "ood":
-        vals = [np.mean([v for k, v in r["scores"].items() if k.startswith("ood/")]) for r in ok]
-        n = sum(v for k, v in n_ex.items() if k.startswith("ood/"))
+      if split in aggs:
+        vals = [np.mean([r["scores"][k] for k in aggs[split]]) for r in ok
+                if all(k in r["scores"] for k in aggs[split])]
+        n = sum(n_ex.get(k, 0) for k in aggs[split])
       else:
         vals = [r["scores"][split] for r in ok if split in r["scores"]]
         n = n_ex.get(split, 0)

@@ -57,6 +57,15 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "movielens_empty_data_dir": (["--method", "lp", "--dataset", "movielens_genre",
                                   "--data_dir", "{dir:empty}", "--seeds", "0"],
                                  ["u.data", "movielens/100k-ratings"]),
+    # Amazon Review: no files (the usual case: they cannot be downloaded here).
+    "amazon_no_data": (["--method", "lp", "--dataset", "amazon_reviews", "--seeds", "0"],
+                       ["amazon_reviews_us_{Books_v1_02,", "--data_dir", "meta_"]),
+    "amazon_empty_data_dir": (["--method", "lp", "--dataset", "amazon_reviews",
+                               "--data_dir", "{dir:empty}", "--seeds", "0"],
+                              ["amazon_reviews_us_{Books_v1_02,", "amazon_us_reviews/"]),
+    "data_dir_unknown_dataset": (["--method", "lp", "--dataset", "movielens_genre",
+                                  "--data_dir", "amazon_review=/x", "--seeds", "0"],
+                                 ["unknown dataset 'amazon_review'", "amazon_reviews"]),
     # T5 needs the user's weights; the error says which flag gives them.
     "t5_without_checkpoint": (["--method", "lp", "--dataset", "movielens_genre",
                                "--backbone", "t5_small", "--seeds", "0"],

@@ -410,7 +410,7 @@ def run_table3(argv: list[str]) -> int:
   from benchmark.store import RunStore, atomic_write_text
   methods = [METHODS.get(m) for m in E.TABLE3_METHODS]
   store = RunStore(FLAGS.workdir)
-  rows, notes = [], []
+  rows = []
   wanted = [FLAGS.backbone] if FLAGS.backbone else [b for b, _ in E.TABLE3_BACKBONES]
   for backbone, dataset in E.TABLE3_BACKBONES:
     if backbone not in wanted:
@@ -497,7 +497,7 @@ def summary(ctx, mine, records, t0) -> str:
           f"{time.perf_counter() - t0:.1f}s")
 
 
-def write_hparams(path, per_dataset) -> "Path":
+def write_hparams(path, per_dataset):
   """The hyperparameters every row was run with, next to its table: per
   dataset and method, each component's learning rate (and whether a grid
   chose it, with every grid point's ID validation score)."""

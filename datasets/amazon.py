@@ -40,7 +40,6 @@ import heapq
 import json
 import pickle
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd

@@ -1,0 +1,383 @@
+"""Performance benchmark: every figure a ratio of two timings taken side by
+side in this one run, on this machine (never a timed unit test).
+
+  python -m benchmark.perf --json /tmp/perf.json            # every measurement
+  python -m benchmark.perf --only ft_step,cached_epoch       # some of them
+
+Keys (target):
+- ``ft_step_vs_torch`` (>= 1.2): examples/s of the harness's ``ft`` training
+  step of ``minilm_l6`` (batch 64, 64 tokens, float32, Adam) over the same step
+  in PyTorch with ``transformers``' BertModel holding the same weights.
+- ``ft_step_mfu`` (>= 0.6): that step's FLOP/s (XLA's count of the compiled
+  step) over a float32 2048x2048 ``jnp.dot``'s FLOP/s.
+- ``cached_epoch_speedup`` (>= 50): an epoch of ``levi_pretrained`` on
+  MovieLens (``cpu`` preset) from cached taps, versus the same epoch running
+  the frozen MiniLM in every step.
+- ``dispatch_efficiency`` (>= 0.5): for the small models (LEVI's adapters on
+  cached taps; the embedding MLP), device compute time of an epoch (one
+  ``lax.scan`` over device-resident batches) over the epoch's wall time as the
+  trainer runs it (host gather, transfer, scan, loss check); the lower of the two.
+- ``pipeline_efficiency`` (>= 0.95): steps/s of ``ft`` on MovieLens fed by the
+  trainer's input pipeline, over the same steps on one pre-materialised batch.
+- ``component_reuse`` (= 1.0): unique components over component trainings
+  performed, for Tables 1 and 5 on MovieLens (``smoke`` preset, seed 0).
+- ``peak_rss_gib`` (<= 8): peak resident memory of a ``cpu``-preset MovieLens
+  run (``--rss_methods``, seed 0), in a child process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TARGETS = {"ft_step_vs_torch": (">=", 1.2), "ft_step_mfu": (">=", 0.6),
+           "cached_epoch_speedup": (">=", 50.0), "dispatch_efficiency": (">=", 0.5),
+           "pipeline_efficiency": (">=", 0.95), "component_reuse": ("==", 1.0),
+           "peak_rss_gib": ("<=", 8.0)}
+SECTIONS = ("ft_step", "cached_epoch", "pipeline", "reuse", "rss")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _log(msg: str) -> None:
+  print(f"[perf {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _timeit(fn, reps: int) -> float:
+  """Median seconds of ``fn()`` over ``reps`` runs, after one warm-up."""
+  return _side_by_side([fn], reps)[0]
+
+
+def _side_by_side(fns, reps: int) -> list[float]:
+  """Median seconds of each ``fn()``, the functions run in turn ``reps``
+  times (after one warm-up each), so drifts of the machine hit all alike."""
+  for fn in fns:
+    fn()
+  ts = [[] for _ in fns]
+  for _ in range(reps):
+    for fn, out in zip(fns, ts):
+      t = time.perf_counter()
+      fn()
+      out.append(time.perf_counter() - t)
+  return [float(np.median(t)) for t in ts]
+
+
+# -- ft step: JAX against PyTorch, and MFU ----------------------------------------
+
+def matmul_flops_per_s(n: int = 2048, reps: int = 5) -> float:
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  return 2 * n ** 3 / _timeit(lambda: dot(a, b).block_until_ready(), reps)
+
+
+def _minilm_with_head(compute_dtype: str = "float32"):
+  import ml_collections
+  from flax import nnx
+
+  from benchmark.data import REGRESSION, DatasetInfo
+  from benchmark.models import BACKBONES
+  from benchmark.models.task import LargeWithHead
+  bb = BACKBONES.get("minilm_l6")
+  cfg = ml_collections.ConfigDict(dict(bb.defaults))
+  cfg.compute_dtype = compute_dtype
+  info = DatasetInfo("perf", REGRESSION, 1, {"text": True}, {}, "text")
+  model = LargeWithHead(bb.build(info, cfg, nnx.Rngs(0)), 1, rngs=nnx.Rngs(0))
+  bb.load(cfg, model.large)
+  return model
+
+
+def _chunk_fns(model, rules, lr: float = 1e-4):
+  from flax import nnx
+
+  from benchmark import trainer as T
+  rules = tuple(rules)
+  graphdef, trainable, frozen, rest = nnx.split(model, T._filters(rules), nnx.Param, ...)
+  fns = T._compiled(graphdef, rules, "regression", None, ("adam", lr, 0.9, 0.0), (0.0, 1.0))
+  return fns, trainable, frozen, rest, fns["tx"].init(trainable)
+
+
+def ft_step(batch: int = 64, seq: int = 64, steps: int = 8, reps: int = 3) -> dict:
+  import jax
+  import jax.numpy as jnp
+  rng = np.random.default_rng(0)
+  ids = rng.integers(1000, 30000, (batch, seq)).astype(np.int32)
+  ids[:, 0] = 101
+  mask = np.ones((batch, seq), np.int32)
+  y = rng.normal(size=batch).astype(np.float32)
+
+  _log("ft step: JAX (the trainer's compiled step, a lax.scan of steps)")
+  model = _minilm_with_head()
+  fns, trainable, frozen, rest, opt_state = _chunk_fns(model, [(r".*", True)])
+  one = {"large": {"ids": ids, "mask": mask}, "small": {}, "label": y}
+  chunk = jax.tree.map(lambda a: jnp.asarray(np.stack([a] * steps)), one)
+  state = [trainable, opt_state, rest]
+
+  def run():
+    t, o, r, losses = fns["run_chunk"](state[0], state[1], frozen, state[2], chunk)
+    state[:] = [t, o, r]
+    losses.block_until_ready()
+  jax_s = _timeit(run, reps) / steps
+  flops = _step_flops(fns["train_step"], trainable, opt_state, frozen, rest,
+                      jax.tree.map(jnp.asarray, one))
+
+  _log("ft step: PyTorch (transformers BertModel, same weights)")
+  torch_s = _torch_ft_step(ids, mask, y, steps, reps)
+  _log("ft step: float32 2048x2048 matmul peak")
+  peak = matmul_flops_per_s()
+  return {"ft_step_vs_torch": torch_s / jax_s, "ft_step_mfu": flops / jax_s / peak,
+          "detail": {"jax_examples_per_s": batch / jax_s, "torch_examples_per_s": batch / torch_s,
+                     "step_gflop": flops / 1e9, "jax_gflop_per_s": flops / jax_s / 1e9,
+                     "matmul_gflop_per_s": peak / 1e9, "batch": batch, "seq": seq,
+                     "torch_threads": _torch_threads()}}
+
+
+def _step_flops(step, *args) -> float:
+  cost = step.lower(*args).compile().cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0]
+  return float(cost["flops"])
+
+
+def _torch_threads() -> int:
+  import torch
+  return torch.get_num_threads()
+
+
+def _torch_ft_step(ids, mask, y, steps: int, reps: int) -> float:
+  import torch
+  import transformers
+
+  from benchmark.models.bert import minilm_dir
+  torch.manual_seed(0)
+  bert = transformers.BertModel.from_pretrained(minilm_dir(), add_pooling_layer=False,
+                                                dtype=torch.float32, local_files_only=True)
+  bert.eval()  # no dropout, as the harness's backbone
+  head = torch.nn.Linear(bert.config.hidden_size, 1)
+  opt = torch.optim.Adam(list(bert.parameters()) + list(head.parameters()), lr=1e-4)
+  ids_t, mask_t, y_t = torch.from_numpy(ids).long(), torch.from_numpy(mask).long(), \
+      torch.from_numpy(y)
+  m = mask_t.unsqueeze(-1).float()
+
+  def step():
+    h = bert(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
+    pooled = (h * m).sum(1) / m.sum(1)
+    loss = ((head(pooled).squeeze(-1) - y_t) ** 2).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+  def run():
+    for _ in range(steps):
+      step()
+  return _timeit(run, reps) / steps
+
+
+# -- MovieLens: cached taps, dispatch, input pipeline ---------------------------------
+
+def _movielens_context(workdir: Path, preset: str = "cpu"):
+  from benchmark import configs
+  from benchmark.components import Context
+  from benchmark.models import BACKBONES
+  from benchmark.store import RunStore
+  from datasets import DATASETS
+  spec = DATASETS.get("movielens_genre")
+  base = configs.base_config({n: DATASETS.get(n).data_defaults for n in DATASETS},
+                             {n: BACKBONES.get(n).defaults for n in BACKBONES})
+  config = configs.build(preset, spec.presets, base, {})
+  return Context(spec.load(config, None), config, "minilm_l6", RunStore(workdir))
+
+
+def _epoch_runner(ctx, spec, data: dict):
+  """The trainer's epoch for ``spec`` over ``data`` (host arrays): per chunk a
+  gather, a transfer and one scan, as ``trainer.train`` runs it; and the scan
+  alone over batches already on the device."""
+  import jax
+
+  from benchmark import mesh as meshlib
+  from benchmark import trainer as T
+  model, rules, _ = ctx.build(spec)
+  fns, trainable, frozen, rest, opt_state = _chunk_fns(model, rules)
+  n = len(data["label"])
+  bs = T._round_batch(int(ctx.config.batch_size), n)
+  steps = n // bs
+  perm = np.random.default_rng(0).permutation(n)[: steps * bs].reshape(steps, bs)
+  arrays = T.trim_tokens(data)
+  sharding = meshlib.batch_sharding(1)
+  state = [trainable, opt_state, rest]
+
+  def scan(batches):
+    t, o, r, losses = fns["run_chunk"](state[0], state[1], frozen, state[2], batches)
+    state[:] = [t, o, r]
+    return losses
+
+  def wall():  # as trainer.train: one chunk per epoch (steps_per_dispatch 0)
+    batches = meshlib.put(jax.tree.map(lambda a: a[perm], arrays), sharding, batch_axis=1)
+    losses = np.asarray(scan(batches))
+    assert np.all(np.isfinite(losses))
+
+  resident = meshlib.put(jax.tree.map(lambda a: a[perm], arrays), sharding, batch_axis=1)
+  jax.block_until_ready(resident)
+
+  def compute():
+    scan(resident).block_until_ready()
+
+  def one_batch():  # the same number of steps on one pre-materialised batch
+    first = jax.tree.map(lambda a: np.stack([a[perm[0]]] * steps), arrays)
+    return meshlib.put(first, sharding, batch_axis=1)
+  fixed = one_batch()
+  jax.block_until_ready(fixed)
+
+  def materialised():
+    scan(fixed).block_until_ready()
+  return {"wall": wall, "compute": compute, "materialised": materialised, "steps": steps,
+          "batch": bs}
+
+
+def cached_epoch(workdir: Path, reps: int = 31) -> dict:
+  import jax
+
+  from benchmark import trainer as T
+  ctx = _movielens_context(workdir)
+  train = ctx.splits.train.arrays()
+  out = {}
+  # levi_pretrained (levi_frozen): the adapters and the small model train,
+  # MiniLM is frozen. Cached: its taps computed once and fed to every epoch.
+  spec = ctx.spec("levi_frozen", 0)
+  model, rules, _ = ctx.build(spec)
+  enc_graph, enc_state = __import__("flax").nnx.split(model.large)
+  encode = T._compiled_encoder(enc_graph)
+  _log(f"cached epoch: MiniLM taps of {len(train['label'])} training ratings")
+  taps = T._map_batches(lambda b: encode(enc_state, b), train["large"], len(train["label"]),
+                        int(ctx.config.eval_batch_size))
+  cached_data = {"large_taps": taps, "small": train["small"], "label": train["label"]}
+  cached = _epoch_runner(ctx, spec, cached_data)
+  t_cached, t_cached_compute = _side_by_side([cached["wall"], cached["compute"]], reps)
+  # Recomputing: the same epoch with the frozen MiniLM run inside every step.
+  recompute = _epoch_runner(ctx, spec, train)
+  _log("cached epoch: the same epoch recomputing the frozen MiniLM")
+  t_recompute = _timeit(recompute["wall"], 1)
+  out["cached_epoch_speedup"] = t_recompute / t_cached
+  # Dispatch: compute over wall, for the adapters on taps and the embedding MLP.
+  eff = {"levi_pretrained_adapters": t_cached_compute / t_cached}
+  small = _epoch_runner(ctx, ctx.spec("small", 0), train)
+  t_wall, t_compute = _side_by_side([small["wall"], small["compute"]], reps)
+  eff["embedding_mlp"] = t_compute / t_wall
+  out["dispatch_efficiency"] = min(eff.values())
+  out["detail"] = {"cached_epoch_s": t_cached, "recompute_epoch_s": t_recompute,
+                   "epoch_steps": cached["steps"], "batch": cached["batch"],
+                   "dispatch_efficiency_by_model": eff,
+                   "compute_dtype": str(ctx.backbone_cfg.compute_dtype),
+                   "devices": jax.device_count()}
+  return out
+
+
+def pipeline(workdir: Path, reps: int = 3) -> dict:
+  ctx = _movielens_context(workdir)
+  run = _epoch_runner(ctx, ctx.spec("ft", 0), ctx.splits.train.arrays())
+  _log(f"pipeline: ft epochs ({run['steps']} steps) fed by the trainer's pipeline and "
+       f"by one pre-materialised batch")
+  t_real, t_fixed = _side_by_side([run["wall"], run["materialised"]], reps)
+  return {"pipeline_efficiency": t_fixed / t_real,
+          "detail": {"pipeline_epoch_s": t_real, "materialised_epoch_s": t_fixed,
+                     "steps": run["steps"], "batch": run["batch"]}}
+
+
+# -- reuse and memory ------------------------------------------------------------------
+
+def reuse(workdir: Path) -> dict:
+  from benchmark import protocol
+  from benchmark.paper_tables import TABLES
+  from methods import METHODS
+  ctx = _movielens_context(workdir, preset="smoke")
+  needed, naive = set(), 0
+  for number in (1, 5):
+    methods = [METHODS.get(m) for m in TABLES[number].methods]
+    for m in methods:
+      for spec in m.specs(ctx, 0).values():
+        keys = [s.key for s in spec.all_specs()]
+        needed.update(keys)
+        naive += len(keys)
+    _log(f"reuse: table {number} on MovieLens (smoke preset, seed 0)")
+    protocol.run(ctx, methods, [0])
+  performed = len(ctx.trained)
+  return {"component_reuse": len(set(ctx.trained)) / performed if performed else float("nan"),
+          "detail": {"trainings_performed": performed, "unique_components": len(needed),
+                     "trainings_without_sharing": naive}}
+
+
+def peak_rss(workdir: Path, methods: str) -> dict:
+  cmd = [sys.executable, str(REPO / "run_benchmark.py"), "--dataset", "movielens_genre",
+         "--method", methods, "--seeds", "0", "--preset", "cpu", "--workdir", str(workdir)]
+  _log("peak RSS: " + " ".join(cmd[1:]))
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+  t = time.perf_counter()
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+  if proc.returncode != 0:
+    raise RuntimeError(f"the cpu-preset run failed: {proc.stderr.strip().splitlines()[-1:]}")
+  kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: KiB
+  return {"peak_rss_gib": kib / 2 ** 20,
+          "detail": {"command": " ".join(cmd[1:]), "wall_s": time.perf_counter() - t}}
+
+
+# -- report ------------------------------------------------------------------------------
+
+def met(key: str, value: float) -> bool:
+  op, target = TARGETS[key]
+  return {">=": value >= target, "<=": value <= target,
+          "==": abs(value - target) < 1e-9}[op]
+
+
+def main(argv=None) -> int:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument("--json", type=Path, help="write the results here")
+  ap.add_argument("--only", default=",".join(SECTIONS),
+                  help=f"comma-separated subset of {','.join(SECTIONS)}")
+  ap.add_argument("--rss_methods", default="lp,levi",
+                  help="methods of the cpu-preset MovieLens run whose peak RSS is measured")
+  a = ap.parse_args(argv)
+  only = [s.strip() for s in a.only.split(",") if s.strip()]
+  bad = [s for s in only if s not in SECTIONS]
+  if bad:
+    print(f"error: unknown --only section(s) {', '.join(bad)}; use {','.join(SECTIONS)}",
+          file=sys.stderr)
+    return 2
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  results, details = {}, {}
+  with tempfile.TemporaryDirectory() as tmp:
+    tmp = Path(tmp)
+    runs = {"ft_step": lambda: ft_step(), "cached_epoch": lambda: cached_epoch(tmp / "c"),
+            "pipeline": lambda: pipeline(tmp / "p"), "reuse": lambda: reuse(tmp / "r"),
+            "rss": lambda: peak_rss(tmp / "m", a.rss_methods)}
+    for name in only:
+      t = time.perf_counter()
+      got = runs[name]()
+      details[name] = {**got.pop("detail", {}), "section_s": time.perf_counter() - t}
+      results.update(got)
+  import jax
+  out = {"results": {k: {"value": v, "target": f"{TARGETS[k][0]} {TARGETS[k][1]}",
+                         "met": met(k, v)} for k, v in results.items()},
+         "detail": details,
+         "machine": {"devices": [str(d) for d in jax.devices()], "cpus": os.cpu_count(),
+                     "jax": jax.__version__}}
+  for k, r in out["results"].items():
+    print(f"{k:22s} {r['value']:10.3f}   target {r['target']:8s} "
+          f"{'met' if r['met'] else 'NOT met'}")
+  if a.json:
+    from benchmark.store import atomic_write_text
+    atomic_write_text(a.json, json.dumps(out, indent=2, default=float) + "\n")
+    print(f"wrote {a.json}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

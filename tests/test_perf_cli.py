@@ -1,0 +1,24 @@
+"""The performance script's plumbing (not its timings: those are a
+benchmark, run by hand and recorded in docs/performance.md)."""
+from benchmark import perf
+
+
+def test_targets_compare_the_right_way():
+  assert perf.met("ft_step_vs_torch", 1.2) and not perf.met("ft_step_vs_torch", 1.19)
+  assert perf.met("peak_rss_gib", 7.9) and not perf.met("peak_rss_gib", 8.1)
+  assert perf.met("component_reuse", 1.0) and not perf.met("component_reuse", 0.9)
+  assert set(perf.TARGETS) == {"ft_step_vs_torch", "ft_step_mfu", "cached_epoch_speedup",
+                               "dispatch_efficiency", "pipeline_efficiency",
+                               "component_reuse", "peak_rss_gib"}
+
+
+def test_unknown_section_is_a_one_line_error(capsys):
+  assert perf.main(["--only", "ft_stp"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.count("\n") == 0 and "ft_stp" in err and "ft_step" in err
+
+
+def test_side_by_side_takes_medians():
+  calls = []
+  t = perf._side_by_side([lambda: calls.append("a"), lambda: calls.append("b")], 3)
+  assert calls == ["a", "b"] * 4 and len(t) == 2 and all(x >= 0 for x in t)

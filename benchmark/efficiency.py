@@ -72,12 +72,16 @@ def forward_flops(model, batch: dict) -> float:
   graphdef, state = nnx.split(model)
   fwd = jax.jit(lambda s, b: nnx.merge(graphdef, s)(b, train=False))
   abstract_batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), batch)
-  compiled = fwd.lower(state, abstract_batch).compile()
-  cost = compiled.cost_analysis()
+  return compiled_flops(fwd, state, abstract_batch) / len(batch["label"])
+
+
+def compiled_flops(fn, *args) -> float:
+  """XLA's FLOP count of jitted ``fn`` compiled for ``args`` (a multiply-add
+  counts 2)."""
+  cost = fn.lower(*args).compile().cost_analysis()
   if isinstance(cost, (list, tuple)):
     cost = cost[0]
-  n = len(batch["label"])
-  return float(cost.get("flops", float("nan"))) / n
+  return float(cost.get("flops", float("nan")))
 
 
 def _median_time(fn, repeats: int) -> float:

@@ -71,15 +71,6 @@ def _side_by_side(fns, reps: int) -> list[float]:
 
 # -- ft step: JAX against PyTorch, and MFU ----------------------------------------
 
-def matmul_flops_per_s(n: int = 2048, reps: int = 5) -> float:
-  import jax
-  import jax.numpy as jnp
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-  dot = jax.jit(jnp.dot)
-  return 2 * n ** 3 / _timeit(lambda: dot(a, b).block_until_ready(), reps)
-
-
 def _minilm_with_head(compute_dtype: str = "float32"):
   import ml_collections
   from flax import nnx
@@ -109,6 +100,8 @@ def _chunk_fns(model, rules, lr: float = 1e-4):
 def ft_step(batch: int = 64, seq: int = 64, steps: int = 8, reps: int = 3) -> dict:
   import jax
   import jax.numpy as jnp
+
+  from benchmark.efficiency import compiled_flops, matmul_rate
   rng = np.random.default_rng(0)
   ids = rng.integers(1000, 30000, (batch, seq)).astype(np.int32)
   ids[:, 0] = 101
@@ -127,25 +120,18 @@ def ft_step(batch: int = 64, seq: int = 64, steps: int = 8, reps: int = 3) -> di
     state[:] = [t, o, r]
     losses.block_until_ready()
   jax_s = _timeit(run, reps) / steps
-  flops = _step_flops(fns["train_step"], trainable, opt_state, frozen, rest,
-                      jax.tree.map(jnp.asarray, one))
+  flops = compiled_flops(fns["train_step"], trainable, opt_state, frozen, rest,
+                         jax.tree.map(jnp.asarray, one))
 
   _log("ft step: PyTorch (transformers BertModel, same weights)")
   torch_s = _torch_ft_step(ids, mask, y, steps, reps)
   _log("ft step: float32 2048x2048 matmul peak")
-  peak = matmul_flops_per_s()
+  peak = matmul_rate()
   return {"ft_step_vs_torch": torch_s / jax_s, "ft_step_mfu": flops / jax_s / peak,
           "detail": {"jax_examples_per_s": batch / jax_s, "torch_examples_per_s": batch / torch_s,
                      "step_gflop": flops / 1e9, "jax_gflop_per_s": flops / jax_s / 1e9,
                      "matmul_gflop_per_s": peak / 1e9, "batch": batch, "seq": seq,
                      "torch_threads": _torch_threads()}}
-
-
-def _step_flops(step, *args) -> float:
-  cost = step.lower(*args).compile().cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0]
-  return float(cost["flops"])
 
 
 def _torch_threads() -> int:

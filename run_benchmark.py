@@ -226,6 +226,8 @@ def run(argv: list[str]) -> int:
   mesh.enable_compilation_cache()
   store = RunStore(FLAGS.workdir)
   ctx = load_context(spec, config, backbone, store)
+  if FLAGS.method.strip() == "all":
+    methods = applicable(ctx, methods)
   validate_methods(ctx, methods, seeds)
   if FLAGS.dry_run:
     print_pending(ctx, methods, seeds)
@@ -383,7 +385,8 @@ def run_figure(argv: list[str]) -> int:
     print(f"\nwrote {png} and {csv}")
     return 0
   ctx = contexts[names[0]]
-  methods = parse_methods(FLAGS.method) if FLAGS.method else [METHODS.get(m) for m in METHODS]
+  methods = (parse_methods(FLAGS.method) if FLAGS.method
+             else applicable(ctx, [METHODS.get(m) for m in METHODS]))
   records = []
   for m in methods:  # what the store holds for this config; nothing is trained
     for s in seeds:
@@ -466,6 +469,18 @@ def load_context(spec, config, backbone: str, store):
   log(f"loading {spec.name} (preset {config.preset})")
   splits = spec.load(config, data_dir_for(spec.name))
   return Context(splits, config, backbone, store, progress=log)
+
+
+def applicable(ctx, methods: list) -> list:
+  """``methods`` less those the backbone cannot run (LoRA rows on a backbone
+  without attention projections), said in one line."""
+  if ctx.backbone.lora_targets is not None:
+    return methods
+  skipped = [m.name for m in methods if m.needs_lora]
+  if skipped:
+    log(f"leaving out {', '.join(skipped)} ({ctx.backbone.name} has no attention "
+        f"projections for LoRA)")
+  return [m for m in methods if not m.needs_lora]
 
 
 def validate_methods(ctx, methods, seeds) -> None:

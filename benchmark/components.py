@@ -23,7 +23,7 @@ from benchmark.data import ShiftSplits
 from benchmark.errors import UserError
 from benchmark.models import BACKBONES, Backbone
 from benchmark.models import params as P
-from benchmark.models.small import EmbeddingMLP
+from benchmark.models.small import EmbeddingMLP, SmallCNN
 from benchmark.models.task import LargeWithHead, LayerwiseEnsemble
 from benchmark.store import RunStore, key_of
 
@@ -75,8 +75,9 @@ class ComponentResult:
     return p.with_name(p.stem + suffix)
 
 
-# Large-model training modes.
-FROZEN, LIGHT, FULL = "frozen", "light", "full"
+# Large-model training modes: frozen, top half of the blocks (HT), all, or
+# LoRA factors on the attention projections (Sec. 5.3).
+FROZEN, LIGHT, FULL, LORA = "frozen", "light", "full", "lora"
 
 
 class Context:
@@ -145,7 +146,18 @@ class Context:
 
   def _small_cfg(self) -> dict:
     m = self.config.model
+    if "image" in self.info.small_spec:
+      return {"cnn": list(m.cnn_features)}
     return {"hidden": list(m.small_hidden), "embed_dim": m.embed_dim}
+
+  def _lora_cfg(self) -> dict:
+    if self.backbone.lora_targets is None:
+      raise UserError(f"backbone {self.backbone.name} has no LoRA targets; the lora "
+                      f"and levi_lora methods need a transformer backbone (e.g. "
+                      f"vit_b16, minilm_l6, t5_small)")
+    c = self.config.lora
+    return {"rank": int(c.rank), "alpha": float(c.alpha),
+            "targets": self.backbone.lora_targets}
 
   def pretrain_spec(self) -> ComponentSpec | None:
     if self.backbone.source != "pretrain_split":
@@ -171,6 +183,9 @@ class Context:
       cfg = {**self._common(kind, kind), "large": large}
       deps = self._with_pretrain() if kind != "fs" else ()
       return ComponentSpec(kind, seed, cfg, deps)
+    if kind == "lora":
+      cfg = {**self._common(kind, "lora"), "large": large, "lora": self._lora_cfg()}
+      return ComponentSpec(kind, seed, cfg, self._with_pretrain())
     if kind == "lp_ft":
       cfg = {**self._common(kind, "lp_ft"), "large": large}
       return ComponentSpec(kind, seed, cfg, self._with_pretrain((("lp", self.spec("lp", seed)),)))
@@ -180,11 +195,14 @@ class Context:
              "heads": 1 if kind == "small" else self.num_a5_heads()}
       return ComponentSpec(kind, seed, cfg)
     if kind.startswith("levi_") or kind == "a3":
-      mode = {"levi_frozen": FROZEN, "levi_light": LIGHT, "levi_full": FULL, "a3": LIGHT}[kind]
+      mode = {"levi_frozen": FROZEN, "levi_light": LIGHT, "levi_full": FULL,
+              "levi_lora": LORA, "a3": LIGHT}[kind]
       cfg = {**self._common(kind, "levi"), "large": large, "mode": mode,
              "small": None if kind == "a3" else self._small_cfg(),
              "adapter_hidden": self.config.model.adapter_hidden,
              "taps": list(self.levi_taps()), "loss_weights": self.levi_loss_weights()}
+      if mode == LORA:
+        cfg["lora"] = self._lora_cfg()
       return ComponentSpec(kind, seed, cfg, self._with_pretrain())
     raise ValueError(f"unknown component kind {kind!r}")
 
@@ -254,6 +272,8 @@ class Context:
 
   def build_small(self, rngs: nnx.Rngs) -> nnx.Module:
     m = self.config.model
+    if "image" in self.info.small_spec:  # vision: the 4-layer CNN (App. D.2)
+      return SmallCNN(self.info.small_spec, tuple(m.cnn_features), rngs=rngs)
     return EmbeddingMLP(self.info.small_spec, tuple(m.small_hidden), int(m.embed_dim), rngs=rngs)
 
   def pretrained_large(self) -> dict[str, np.ndarray]:
@@ -274,6 +294,14 @@ class Context:
     P.load_params(model.large, self.pretrained_large(),
                   source=f"pre-trained {self.backbone.name}", strict=True)
 
+  def build_large_lora(self, config: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
+    """The large model with LoRA factors on its attention projections."""
+    from benchmark.models.lora import add_lora
+    large = self.build_large(rngs)
+    c = config["lora"]
+    add_lora(large, c["targets"], c["rank"], c["alpha"], rngs, what=self.backbone.name)
+    return large
+
   def top_half_rules(self, large) -> list[tuple[str, bool]]:
     """Light-tuning: the top half of the large model's blocks train (HT)."""
     pats = large.block_patterns()
@@ -287,6 +315,10 @@ class Context:
     out_dim = self.info.out_dim
     if kind == "pretrain":
       return LargeWithHead(self.build_large(rngs), out_dim, rngs=rngs), [(r".*", True)]
+    if kind == "lora":
+      from benchmark.models.lora import LORA_RULE
+      model = LargeWithHead(self.build_large_lora(config, rngs), out_dim, rngs=rngs)
+      return model, [(r"^head/", True), (r"^large/.*" + LORA_RULE, True), (r"^large/", False)]
     if kind in ("ft", "ht", "lp", "fs", "lp_ft"):
       model = LargeWithHead(self.build_large(rngs), out_dim, rngs=rngs)
       rules = {"ft": [(r".*", True)], "fs": [(r".*", True)], "lp_ft": [(r".*", True)],
@@ -298,13 +330,17 @@ class Context:
                                 config["adapter_hidden"], out_dim, rngs=rngs)
       return model, [(r".*", True)]
     if kind.startswith("levi_") or kind in ("a3", "layer_probe"):
-      large = self.build_large(rngs)
+      mode = config["mode"]
+      large = self.build_large_lora(config, rngs) if mode == LORA else self.build_large(rngs)
       small = self.build_small(rngs) if config["small"] is not None else None
       model = LayerwiseEnsemble(large, small, config["taps"], 0, config["adapter_hidden"],
                                 out_dim, rngs=rngs)
-      mode = config["mode"]
-      rules = ([(r"^large/", False)] if mode == FROZEN else
-               self.top_half_rules(large) if mode == LIGHT else [])
+      if mode == LORA:
+        from benchmark.models.lora import LORA_RULE
+        rules = [(r"^large/.*" + LORA_RULE, True), (r"^large/", False)]
+      else:
+        rules = ([(r"^large/", False)] if mode == FROZEN else
+                 self.top_half_rules(large) if mode == LIGHT else [])
       return model, rules + [(r".*", True)]
     raise ValueError(kind)
 
@@ -330,7 +366,7 @@ class Context:
     if kind == "pretrain":
       return model, rules, {"select_on_val": False, "train_split": "pretrain",
                             "batch_size": spec.config["batch_size"]}
-    if kind in ("ft", "ht", "lp", "lp_ft"):
+    if kind in ("ft", "ht", "lp", "lp_ft", "lora"):
       self.load_pretrained(model)
       if kind == "lp_ft":
         lp = self.component(spec.dep("lp")).params
@@ -427,7 +463,8 @@ class Context:
       self.trained.append(spec.key)
       return rec
     labels = {k: np.asarray(s.label) for k, s in self.splits.eval_splits().items()}
-    scores = {k: metrics.score(self.task, p, labels[k]) for k, p in r.preds.items()}
+    scores = {k: metrics.score(self.task, p, labels[k], self.info.eval_classes(k))
+              for k, p in r.preds.items()}
     arrays = dict(r.trainable)
     arrays.update({f"state:{k}": v for k, v in r.state.items()})
     self.store.write_arrays(path.with_name(spec.key + ".npz"), arrays)

@@ -22,7 +22,7 @@ PRESETS = ("smoke", "cpu", "paper")
 PAPER_LR_GRID = "1e-4,1e-3,1e-2,1e-1"     # App. D.3, every method ...
 PAPER_LR_GRID_LP = "1e-3,1e-2,1e-1,1,10"  # ... but linear probing
 DEFAULT_LR = dict(pretrain=1e-3, ft=1e-3, ht=1e-3, lp=1e-2, fs=1e-3, lp_ft=1e-4,
-                  small=1e-3, levi=1e-3)
+                  small=1e-3, levi=1e-3, lora=1e-3)
 
 
 def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
@@ -47,7 +47,12 @@ def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
       adapter_hidden=256,       # App. D.2: 256 (recommendation), 1024 (vision)
       embed_dim=32,             # small model's embedding width per id column
       a5_heads=0,               # A5's heads; 0 = as many as LEVI's adapters
+      cnn_features=(32, 64, 64, 64),  # App. D.2: the vision small model's convolutions
   ))
+  # LoRA (Sec. 5.3) on the large model's attention projections: rows lora and
+  # levi_lora. The paper gives no rank; 8 with alpha 8 (scale 1) is LoRA's
+  # common default (docs/fidelity.md).
+  c.lora = ml_collections.ConfigDict(dict(rank=8, alpha=8.0))
   c.levi = ml_collections.ConfigDict(dict(
       taps="all",               # "all" or comma-separated block indices, e.g. "0,2"
       loss_weights="",          # App. C: comma-separated weights; "" = equal

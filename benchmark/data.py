@@ -44,6 +44,15 @@ class DatasetInfo:
   def to_json(self) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(self), default=list))
 
+  def eval_classes(self, split: str) -> np.ndarray | None:
+    """The classes an eval split covers when it is a subset of the label
+    space (``extra["ood_class_subsets"][group]``, e.g. ImageNet-A's 200
+    classes): scores take the best of those classes. None: all classes."""
+    subsets = self.extra.get("ood_class_subsets") or {}
+    if split.startswith("ood/") and split[4:] in subsets:
+      return np.asarray(subsets[split[4:]], np.int64)
+    return None
+
 
 @dataclasses.dataclass
 class Split:
@@ -83,6 +92,10 @@ class ShiftSplits:
   # pool, predicted once: ood[g] == ood_pool rows ood_index[g].
   ood_pool: Split | None = None
   ood_index: dict[str, np.ndarray] | None = None
+  # Names the content of every view when the loader can (e.g. a decoded-image
+  # cache keyed by its source files and settings): ``fingerprint`` then hashes
+  # this and the labels instead of gigabytes of pixels. Dropped by ``map_large``.
+  source_key: str | None = None
 
   def __post_init__(self):
     for name in ("train", "val", "test_id"):
@@ -121,7 +134,7 @@ class ShiftSplits:
     return dataclasses.replace(
         self, train=m(self.train), val=m(self.val), test_id=m(self.test_id),
         ood={g: m(s) for g, s in self.ood.items()}, pretrain=m(self.pretrain),
-        ood_pool=m(self.ood_pool))
+        ood_pool=m(self.ood_pool), source_key=None)
 
   def fingerprint(self) -> str:
     """Content hash: components trained on other data never collide."""
@@ -131,9 +144,12 @@ class ShiftSplits:
     named += [(f"ood/{g}", s) for g, s in self.ood.items()]
     if self.pretrain is not None:
       named.append(("pretrain", self.pretrain))
+    if self.source_key is not None:
+      h.update(b"source:" + self.source_key.encode())
     for name, split in named:
       h.update(name.encode())
-      for leaf_name, arr in _leaves(split.arrays()):
+      tree = split.arrays() if self.source_key is None else {"label": split.label}
+      for leaf_name, arr in _leaves(tree):
         h.update(leaf_name.encode())
         a = np.ascontiguousarray(arr)
         h.update(str(a.dtype).encode() + str(a.shape).encode())

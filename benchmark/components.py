@@ -404,6 +404,12 @@ class Context:
           break
     if rec is not None:
       self.loaded.append(spec.key)
+      # A process killed between writing the record and removing its
+      # mid-training checkpoint leaves the checkpoint behind: not needed.
+      stale = self.store.root / "ckpt" / spec.kind / spec.key
+      if stale.exists():
+        import shutil
+        shutil.rmtree(stale, ignore_errors=True)
     else:
       rec = self._claim_and_train(spec, path)
     if rec.get("status") == "failed":

@@ -388,18 +388,30 @@ def train(job: TrainJob, splits: ShiftSplits,
     if epoch < start_epoch:
       continue
     epoch_losses = []
-    for c in range(0, steps_per_epoch, k):
-      idx = perm[c:c + k]
-      batches = meshlib.put(jax.tree.map(lambda a: a[idx], train_arrays), chunk_sharding,
-                            batch_axis=1)
-      trainable, opt_state, rest, losses = fns["run_chunk"](
-          trainable, opt_state, frozen, rest, batches)
-      losses = np.asarray(losses)
+    pending = None  # the dispatched chunk whose losses are not read yet
+
+    def check(pending):
+      nonlocal step
+      losses, n_steps = np.asarray(pending[0]), pending[1]
       if not np.all(np.isfinite(losses)):
         bad = int(np.argmin(np.isfinite(losses)))
         raise TrainingDiverged(step + bad, float(losses[bad]))
-      step += len(idx)
+      step += n_steps
       epoch_losses.append(losses)
+
+    for c in range(0, steps_per_epoch, k):
+      idx = perm[c:c + k]
+      # Gathered (e.g. images from a memory-mapped cache) while the device
+      # still runs the previous chunk: dispatch is asynchronous.
+      batches = meshlib.put(jax.tree.map(lambda a: a[idx], train_arrays), chunk_sharding,
+                            batch_axis=1)
+      if pending is not None:
+        check(pending)
+      trainable, opt_state, rest, losses = fns["run_chunk"](
+          trainable, opt_state, frozen, rest, batches)
+      pending = (losses, len(idx))
+    if pending is not None:
+      check(pending)
     loss_curve.append(float(np.mean(np.concatenate(epoch_losses))))
     if epoch == 0:
       t_first_epoch = time.perf_counter() - t_train0

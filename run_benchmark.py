@@ -277,11 +277,6 @@ def run_table(argv: list[str]) -> int:
   from benchmark import paper_tables as PT
   from benchmark.store import RunStore
   n = parse_table(FLAGS.table)
-  if n in PT.VISION_TABLES:
-    raise UserError(f"table {n} ({PT.VISION_TABLES[n]}) needs the vision benchmarks "
-                    f"(ViT-B/16 on retinopathy and ImageNet variants), which this harness "
-                    f"does not have yet; tables available: "
-                    f"{', '.join(str(t) for t in PT.NUMBERS if t not in PT.VISION_TABLES)}")
   if n == 3:
     return run_table3(argv)
   table = PT.TABLES[n]

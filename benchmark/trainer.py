@@ -131,7 +131,9 @@ def _compiled(graphdef, rules: tuple, task: str, head_weights: tuple | None,
   tx = make_optimizer(*opt)
 
   def forward(trainable, frozen, rest, batch, train):
-    model = nnx.merge(graphdef, trainable, frozen, rest)
+    # Fresh variables at this trace level: training-mode batch norm writes its
+    # running statistics into them (inside grad and scan).
+    model = nnx.merge(graphdef, trainable, frozen, rest, copy=True)
     out = model(batch, train=train)
     new_rest = nnx.split(model, trainable_f, nnx.Param, ...)[3]
     return out, new_rest

@@ -1,0 +1,330 @@
+"""Vision Transformer (Dosovitskiy et al. 2021) exposing every block: the
+paper's ImageNet-21k ViT-B/16, and ViT-Ti/16 for CPU runs.
+
+Pre-LayerNorm blocks as in big_vision and Hugging Face's ``ViTModel``: a
+16x16 patch convolution, a class token, learned position embeddings, then
+blocks of LayerNorm -> multi-head attention -> residual, LayerNorm -> MLP
+(exact erf GELU) -> residual, then a final LayerNorm. Taps: the class token
+of every block's output; the last one after the final LayerNorm (the feature
+ViT's classification head reads). Checkpoints: big_vision / AugReg ``.npz``
+and Hugging Face ``model.safetensors``, read with numpy (no TF, no torch).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import sys
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from benchmark.errors import UserError
+from benchmark.models import params as P
+from benchmark.models.bert import matmul_dtype
+from benchmark.models.small import image_to_float
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTConfig:
+  image_size: int = 224
+  patch_size: int = 16
+  hidden_size: int = 768
+  num_layers: int = 12
+  num_heads: int = 12
+  mlp_dim: int = 3072
+  layer_norm_eps: float = 1e-6     # big_vision; Hugging Face configs say 1e-12
+  compute_dtype: str = "float32"   # or "bfloat16" matmuls with float32 accumulation
+
+  @classmethod
+  def b16(cls) -> "ViTConfig":
+    return cls()
+
+  @classmethod
+  def ti16(cls) -> "ViTConfig":
+    return cls(hidden_size=192, num_layers=12, num_heads=3, mlp_dim=768)
+
+  @classmethod
+  def from_hf_json(cls, path: str | os.PathLike) -> "ViTConfig":
+    """A Hugging Face ViT ``config.json`` (the file, or its folder)."""
+    p, raw = P.read_config_json(path, "ViT")
+    if int(raw.get("num_channels", 3)) != 3:
+      raise UserError(f"{p}: num_channels={raw['num_channels']}; the harness feeds RGB "
+                      f"images: pass a 3-channel ViT checkpoint")
+    if raw.get("hidden_act", "gelu") != "gelu":
+      raise UserError(f"{p}: hidden_act={raw['hidden_act']!r}; only ViT's erf GELU "
+                      f"('gelu') is implemented")
+    try:
+      return cls(image_size=int(raw.get("image_size", 224)),
+                 patch_size=int(raw.get("patch_size", 16)),
+                 hidden_size=int(raw["hidden_size"]),
+                 num_layers=int(raw["num_hidden_layers"]),
+                 num_heads=int(raw["num_attention_heads"]),
+                 mlp_dim=int(raw["intermediate_size"]),
+                 layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)))
+    except KeyError as e:
+      raise UserError(f"{p}: no {e.args[0]!r}; not a ViT config.json") from None
+
+  @property
+  def grid(self) -> int:
+    return self.image_size // self.patch_size
+
+
+def _norm(cfg: ViTConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
+  # Two-pass variance, as torch and big_vision compute it.
+  return nnx.LayerNorm(cfg.hidden_size, epsilon=cfg.layer_norm_eps,
+                       use_fast_variance=False, rngs=rngs)
+
+
+def _dense(n_in: int, n_out: int, cfg: ViTConfig, rngs: nnx.Rngs) -> nnx.Linear:
+  return nnx.Linear(n_in, n_out, kernel_init=nnx.initializers.xavier_uniform(),
+                    bias_init=nnx.initializers.normal(1e-6), rngs=rngs,
+                    **matmul_dtype(cfg.compute_dtype))
+
+
+class Attention(nnx.Module):
+  """Multi-head self-attention; ``query``/``key``/``value``/``out`` are plain
+  linear layers (the targets of LoRA)."""
+
+  def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
+    if cfg.hidden_size % cfg.num_heads:
+      raise UserError(f"ViT hidden_size {cfg.hidden_size} is not a multiple of "
+                      f"num_heads {cfg.num_heads}; fix the config")
+    h = cfg.hidden_size
+    self.num_heads = cfg.num_heads
+    self.query = _dense(h, h, cfg, rngs)
+    self.key = _dense(h, h, cfg, rngs)
+    self.value = _dense(h, h, cfg, rngs)
+    self.out = _dense(h, h, cfg, rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b, t, h = x.shape
+    d = h // self.num_heads
+    split = lambda y: y.reshape(b, t, self.num_heads, d)
+    q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+    scores = jnp.einsum("bqnd,bknd->bnqk", q, k) / math.sqrt(d)
+    probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(v.dtype)
+    ctx = jnp.einsum("bnqk,bknd->bqnd", probs, v).reshape(b, t, h)
+    return self.out(ctx)
+
+
+class Mlp(nnx.Module):
+  def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
+    self.fc1 = _dense(cfg.hidden_size, cfg.mlp_dim, cfg, rngs)
+    self.fc2 = _dense(cfg.mlp_dim, cfg.hidden_size, cfg, rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+
+
+class Block(nnx.Module):
+  def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
+    self.norm1 = _norm(cfg, rngs)
+    self.attn = Attention(cfg, rngs=rngs)
+    self.norm2 = _norm(cfg, rngs)
+    self.mlp = Mlp(cfg, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = x + self.attn(self.norm1(x)).astype(x.dtype)
+    return x + self.mlp(self.norm2(x)).astype(x.dtype)
+
+
+class ViT(nnx.Module):
+  """Large-model interface over ViT: ``__call__(view, train) -> taps``, one
+  ``[batch, hidden]`` class token per block, bottom to top, the last after
+  the final LayerNorm.
+
+  ``view`` is ``{"image": [B, H, W, 3]}``: uint8 images are mapped to [-1, 1]
+  (big_vision's ``value_range(-1, 1)``, and the normalisation of Hugging
+  Face's ImageNet-21k ViT processor); float images are used as given. There
+  is no dropout: ``train`` is accepted for the interface and ignored.
+  """
+
+  def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
+    if cfg.image_size % cfg.patch_size:
+      raise UserError(f"image_size {cfg.image_size} is not a multiple of the "
+                      f"{cfg.patch_size}-pixel patches; resize the images")
+    self.cfg = cfg
+    d = cfg.hidden_size
+    self.patch_embed = nnx.Conv(3, d, (cfg.patch_size,) * 2, strides=(cfg.patch_size,) * 2,
+                                padding="VALID", rngs=rngs, **matmul_dtype(cfg.compute_dtype))
+    self.cls = nnx.Param(jnp.zeros((1, 1, d)))
+    self.pos_embedding = nnx.Param(
+        0.02 * jax.random.normal(rngs.params(), (1, 1 + cfg.grid ** 2, d)))
+    self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+    self.norm = _norm(cfg, rngs)
+    self.tap_dims = (d,) * cfg.num_layers
+    self.feature_dim = d
+
+  @property
+  def num_blocks(self) -> int:
+    return len(self.blocks)
+
+  def block_patterns(self) -> list[str]:
+    """Regex (relative to this module) for each block's parameters."""
+    return [rf"blocks/{i}/" for i in range(self.num_blocks)]
+
+  def sequence_outputs(self, view: Mapping[str, jax.Array], *,
+                       train: bool = False) -> list[jax.Array]:
+    """``[B, 1 + patches, D]`` states: the embeddings, then each block's
+    output before the final norm (Hugging Face's ``hidden_states``)."""
+    del train
+    img = view["image"]
+    if img.shape[1:3] != (self.cfg.image_size,) * 2:
+      raise UserError(f"images are {img.shape[1]}x{img.shape[2]}, the ViT is built for "
+                      f"{self.cfg.image_size}: set the dataset's image_size to match")
+    x = self.patch_embed(image_to_float(img)).astype(jnp.float32)
+    b = x.shape[0]
+    x = x.reshape(b, -1, x.shape[-1])
+    cls = jnp.broadcast_to(self.cls[...], (b, 1, x.shape[-1]))
+    h = jnp.concatenate([cls, x], axis=1) + self.pos_embedding[...]
+    states = [h]
+    for block in self.blocks:
+      h = block(h)
+      states.append(h)
+    return states
+
+  def __call__(self, view: Mapping[str, jax.Array], *,
+               train: bool = False) -> list[jax.Array]:
+    states = self.sequence_outputs(view, train=train)[1:]
+    taps = [h[:, 0] for h in states[:-1]]
+    taps.append(self.norm(states[-1][:, 0]))
+    return taps
+
+
+# --- checkpoints ------------------------------------------------------------------
+
+def resample_posemb(pos: np.ndarray, tokens: int) -> np.ndarray:
+  """Position embeddings ``[1, 1 + g*g, D]`` for ``tokens`` = 1 + G*G: the
+  class row kept, the g x g grid resized bilinearly to G x G (big_vision's
+  ``resample_posemb`` does the same with a linear zoom)."""
+  g, new = int(round(math.sqrt(pos.shape[1] - 1))), int(round(math.sqrt(tokens - 1)))
+  grid = pos[0, 1:].reshape(g, g, -1)
+  out = jax.image.resize(jnp.asarray(grid, jnp.float32), (new, new, grid.shape[-1]),
+                         "bilinear", antialias=False)
+  print(f"ViT checkpoint: position embeddings resampled from a {g}x{g} to a "
+        f"{new}x{new} patch grid", file=sys.stderr)
+  return np.concatenate([pos[:, :1], np.asarray(out).reshape(1, new * new, -1)], axis=1)
+
+
+_BV_BLOCK = {  # big_vision names after "encoderblock_{i}/" -> ours after "blocks/{i}/"
+    "LayerNorm_0/scale": "norm1/scale", "LayerNorm_0/bias": "norm1/bias",
+    "LayerNorm_2/scale": "norm2/scale", "LayerNorm_2/bias": "norm2/bias",
+    "MlpBlock_3/Dense_0/kernel": "mlp/fc1/kernel", "MlpBlock_3/Dense_0/bias": "mlp/fc1/bias",
+    "MlpBlock_3/Dense_1/kernel": "mlp/fc2/kernel", "MlpBlock_3/Dense_1/bias": "mlp/fc2/bias",
+    **{f"MultiHeadDotProductAttention_1/{p}/{w}": f"attn/{p}/{w}"
+       for p in ("query", "key", "value", "out") for w in ("kernel", "bias")},
+}
+_BV_TOP = {"embedding/kernel": "patch_embed/kernel", "embedding/bias": "patch_embed/bias",
+           "cls": "cls", "Transformer/posembed_input/pos_embedding": "pos_embedding",
+           "Transformer/encoder_norm/scale": "norm/scale",
+           "Transformer/encoder_norm/bias": "norm/bias"}
+_BV_IGNORED = re.compile(r"^(head|pre_logits)/")
+
+
+def _from_big_vision(raw: Mapping[str, np.ndarray]) -> tuple[dict, list[str]]:
+  flat, unknown = {}, []
+  for name, v in raw.items():
+    v = np.asarray(v)
+    if _BV_IGNORED.match(name):
+      continue
+    if name in _BV_TOP:
+      flat[_BV_TOP[name]] = v
+      continue
+    m = re.match(r"^Transformer/encoderblock_(\d+)/(.+)$", name)
+    if m and m.group(2) in _BV_BLOCK:
+      flat[f"blocks/{int(m.group(1))}/{_BV_BLOCK[m.group(2)]}"] = v
+      continue
+    m = re.match(r"^Transformer/encoderblock/(.+)$", name)  # scanned: layer axis first
+    if m and m.group(1) in _BV_BLOCK:
+      for i in range(v.shape[0]):
+        flat[f"blocks/{i}/{_BV_BLOCK[m.group(1)]}"] = v[i]
+      continue
+    unknown.append(name)
+  for k in list(flat):  # heads folded into the hidden axis: [D, H, d] -> [D, H*d]
+    v = flat[k]
+    if re.search(r"attn/(query|key|value)/kernel$", k):
+      flat[k] = v.reshape(v.shape[0], -1)
+    elif re.search(r"attn/(query|key|value)/bias$", k):
+      flat[k] = v.reshape(-1)
+    elif k.endswith("attn/out/kernel"):
+      flat[k] = v.reshape(-1, v.shape[-1])
+  return flat, unknown
+
+
+_HF_BLOCK = {
+    "layernorm_before.weight": "norm1/scale", "layernorm_before.bias": "norm1/bias",
+    "layernorm_after.weight": "norm2/scale", "layernorm_after.bias": "norm2/bias",
+    "intermediate.dense.weight": "mlp/fc1/kernel", "intermediate.dense.bias": "mlp/fc1/bias",
+    "output.dense.weight": "mlp/fc2/kernel", "output.dense.bias": "mlp/fc2/bias",
+    "attention.output.dense.weight": "attn/out/kernel",
+    "attention.output.dense.bias": "attn/out/bias",
+    **{f"attention.attention.{p}.{w}": f"attn/{p}/{'kernel' if w == 'weight' else 'bias'}"
+       for p in ("query", "key", "value") for w in ("weight", "bias")},
+}
+_HF_TOP = {"embeddings.cls_token": "cls", "embeddings.position_embeddings": "pos_embedding",
+           "embeddings.patch_embeddings.projection.weight": "patch_embed/kernel",
+           "embeddings.patch_embeddings.projection.bias": "patch_embed/bias",
+           "layernorm.weight": "norm/scale", "layernorm.bias": "norm/bias"}
+_HF_IGNORED = re.compile(r"^(pooler\.|classifier\.|embeddings\.mask_token$)")
+
+
+def _from_hf(raw: Mapping[str, np.ndarray]) -> tuple[dict, list[str]]:
+  flat, unknown = {}, []
+  for name, v in raw.items():
+    key = name[len("vit."):] if name.startswith("vit.") else name
+    if _HF_IGNORED.match(key):
+      continue
+    m = re.match(r"^encoder\.layer\.(\d+)\.(.+)$", key)
+    ours = (_HF_TOP.get(key) if m is None else
+            (f"blocks/{int(m.group(1))}/{_HF_BLOCK[m.group(2)]}"
+             if m.group(2) in _HF_BLOCK else None))
+    if ours is None:
+      unknown.append(name)
+      continue
+    v = np.asarray(v)
+    if ours == "patch_embed/kernel":
+      v = v.transpose(2, 3, 1, 0)            # OIHW -> HWIO
+    elif ours.endswith("/kernel"):
+      v = v.T                                # torch Linear stores [out, in]
+    flat[ours] = v
+  return flat, unknown
+
+
+def load_vit(model: ViT, path: str | os.PathLike) -> None:
+  """Writes a ViT checkpoint into ``model``: a big_vision / AugReg ``.npz``
+  or a Hugging Face ``model.safetensors`` (the file, or its folder). Position
+  embeddings of another grid are resampled; blocks past the model's depth are
+  dropped (a truncated ViT); anything else that does not fit is an error
+  naming the first mismatched parameter."""
+  path = str(path)
+  if path.endswith(".npz"):
+    if not os.path.isfile(path):
+      raise UserError(f"{path}: ViT checkpoint not found; pass a big_vision/AugReg .npz "
+                      f"or a Hugging Face ViT folder")
+    try:
+      with np.load(path, allow_pickle=False) as z:
+        raw = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+      raise UserError(f"{path}: not a readable .npz ({e}); download it again") from None
+    src, (flat, unknown) = path, _from_big_vision(raw)
+  else:
+    src, raw = P.read_safetensors(path, "ViT")
+    flat, unknown = _from_hf(raw)
+  n = model.num_blocks
+  deeper = sorted({int(k.split("/")[1]) for k in flat
+                   if k.startswith("blocks/") and int(k.split("/")[1]) >= n})
+  if deeper:
+    print(f"ViT checkpoint {src}: using its first {n} blocks of {n + len(deeper)}",
+          file=sys.stderr)
+    flat = {k: v for k, v in flat.items()
+            if not (k.startswith("blocks/") and int(k.split("/")[1]) >= n)}
+  pos = flat.get("pos_embedding")
+  want = model.pos_embedding[...].shape
+  if pos is not None and pos.ndim == 3 and pos.shape[2] == want[2] and pos.shape[1] != want[1]:
+    flat["pos_embedding"] = resample_posemb(pos, want[1])
+  P.load_complete(model, flat, unknown, src, "ViT")

@@ -413,17 +413,22 @@ def run_table3(argv: list[str]) -> int:
   for backbone, dataset in E.TABLE3_BACKBONES:
     if backbone not in wanted:
       continue
-    if backbone not in BACKBONES or dataset is None:
-      rows.append({"backbone": backbone, "note": f"{backbone}: not in this harness yet"})
-      continue
     spec = DATASETS.get(dataset)
     config = resolve_config(spec, argv)
     cfg = config.backbones[backbone]
-    log(f"table 3: {backbone} on {dataset} inputs ({cfg.max_len} tokens)")
-    splits = E.token_splits(spec.load(config, data_dir_for(spec.name)), int(cfg.max_len))
+    if BACKBONES.get(backbone).modality == "image":
+      # the vision datasets' 224-pixel images and 1000 classes (ImageNet);
+      # shapes only, so no image files are needed
+      size = int(config.data[dataset].image_size)
+      log(f"table 3: {backbone} on {size}x{size} images, 1000 classes")
+      splits, length = E.image_splits(dataset, size, 1000), f"{size}px"
+    else:
+      log(f"table 3: {backbone} on {dataset} inputs ({cfg.max_len} tokens)")
+      splits = E.token_splits(spec.load(config, data_dir_for(spec.name)), int(cfg.max_len))
+      length = int(cfg.max_len)
     ctx = Context(splits, config, backbone, store, progress=log, structure_only=True)
     for r in E.measure(ctx, methods, progress=log, timing=not FLAGS.dry_run):
-      rows.append({"backbone": backbone, "dataset": dataset, "seq_len": int(cfg.max_len),
+      rows.append({"backbone": backbone, "dataset": dataset, "seq_len": length,
                    "compute_dtype": str(cfg.compute_dtype), **r})
   frame = pd.DataFrame(rows)
   outdir = store.root / "tables"

@@ -33,10 +33,11 @@ from benchmark.models import params as P
 
 # Backbones of the paper's Tables 15-16 (and the offline one), and the dataset
 # whose inputs they are measured on.
-TABLE3_BACKBONES = (("t5_small", "movielens_genre"), ("vit_b16", None),
+TABLE3_BACKBONES = (("t5_small", "movielens_genre"), ("vit_b16", "imagenet_sketch"),
                     ("minilm_l6", "movielens_genre"))
 TABLE3_METHODS = ("ft", "ht", "lp", "fs", "lp_ft", "ft_robust", "ft_fs", "ft_zeroshot",
-                  "levi_pretrained", "levi", "levi_finetuned", "a1", "a2", "a3", "a4", "a5")
+                  "levi_pretrained", "levi", "levi_finetuned", "a1", "a2", "a3", "a4", "a5",
+                  "lora", "levi_lora")
 
 
 def abstract_count(model) -> tuple[dict[str, int], int]:
@@ -60,6 +61,18 @@ def token_splits(splits, max_len: int):
     n = len(next(iter(v.values())))
     return {"ids": np.ones((n, max_len), np.int32), "mask": np.ones((n, max_len), np.int32)}
   return splits.map_large(view)
+
+
+def image_splits(name: str, size: int, num_classes: int, n: int = 32):
+  """Zero images of ``size`` pixels with ``num_classes`` labels in every
+  split: the shapes a vision backbone sees, without the dataset's files
+  (Table 3 counts and times networks, not data)."""
+  from benchmark.data import DatasetInfo, ShiftSplits, Split
+  img = np.zeros((n, size, size, 3), np.uint8)
+  split = lambda: Split({"image": img}, {"image": img}, np.arange(n, dtype=np.int32) % num_classes)
+  info = DatasetInfo(name, "classification", num_classes, {"image": (size, size, 3)},
+                     {"image": (size, size, 3)}, modality="image")
+  return ShiftSplits(info, split(), split(), split(), {"shape": split()})
 
 
 def example_batch(ctx, n: int) -> dict:

@@ -60,3 +60,20 @@ def test_members_and_counts_per_method(tmp_path):
   assert rows["lp"]["infer_params"] == rows["ft"]["infer_params"]
   (timed,) = E.measure(ctx, [METHODS.get("lp")], batch_size=4, repeats=1)
   assert timed["train_ms_per_example"] > 0 and timed["infer_ms_per_example"] > 0
+
+
+VIT_B16_1000 = 86_567_656  # ViT-B/16 with a 1000-class head, "86.6M" (timm, big_vision)
+
+
+def test_vit_b16_has_the_published_size_and_lora_is_small(tmp_path):
+  from benchmark.components import Context
+  from benchmark.store import RunStore
+  from tests.harness import smoke_config
+  ctx = Context(E.image_splits("imagenet_sketch", 224, 1000, n=4), smoke_config(),
+                "vit_b16", RunStore(tmp_path), structure_only=True)
+  rows = {r["method"]: r for r in E.measure(
+      ctx, [METHODS.get(m) for m in ("ft", "lora", "levi_pretrained")], timing=False)}
+  assert rows["ft"]["train_params"] == rows["ft"]["infer_params"] == VIT_B16_1000
+  # rank 8 on q, k, v, out of 12 blocks: 12 * 4 * 8 * (768 + 768), plus the head
+  assert rows["lora"]["train_params"] == 12 * 4 * 8 * 1536 + 769_000
+  assert rows["ft"]["macs_per_example"] == pytest.approx(17.5e9, rel=0.03)  # Table 16

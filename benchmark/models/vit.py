@@ -16,6 +16,8 @@ import math
 import os
 import re
 import sys
+import zipfile
+from pathlib import Path
 from typing import Mapping
 
 import jax
@@ -31,6 +33,7 @@ from benchmark.models.small import image_to_float
 
 @dataclasses.dataclass(frozen=True)
 class ViTConfig:
+  """A ViT's shape; ``image_size`` is the (square) input the model is built for."""
   image_size: int = 224
   patch_size: int = 16
   hidden_size: int = 768
@@ -52,6 +55,12 @@ class ViTConfig:
   def from_hf_json(cls, path: str | os.PathLike) -> "ViTConfig":
     """A Hugging Face ViT ``config.json`` (the file, or its folder)."""
     p, raw = P.read_config_json(path, "ViT")
+    if raw.get("model_type", "vit") != "vit":
+      raise UserError(f"{p}: model_type={raw['model_type']!r}, not 'vit'; pass a "
+                      f"Hugging Face ViT (ViTModel) checkpoint")
+    if not raw.get("qkv_bias", True):
+      raise UserError(f"{p}: qkv_bias=false; ViT's query/key/value have biases: pass "
+                      f"a standard ViT checkpoint")
     if int(raw.get("num_channels", 3)) != 3:
       raise UserError(f"{p}: num_channels={raw['num_channels']}; the harness feeds RGB "
                       f"images: pass a 3-channel ViT checkpoint")
@@ -174,9 +183,13 @@ class ViT(nnx.Module):
     output before the final norm (Hugging Face's ``hidden_states``)."""
     del train
     img = view["image"]
-    if img.shape[1:3] != (self.cfg.image_size,) * 2:
+    if img.ndim != 4 or img.shape[3] != 3:
+      raise UserError(f"images of shape {tuple(img.shape)}: the ViT takes RGB "
+                      f"[batch, height, width, 3]")
+    if tuple(img.shape[1:3]) != (self.cfg.image_size,) * 2:
       raise UserError(f"images are {img.shape[1]}x{img.shape[2]}, the ViT is built for "
-                      f"{self.cfg.image_size}: set the dataset's image_size to match")
+                      f"image_size {self.cfg.image_size}: set the dataset's image_size "
+                      f"(or the model's) to match")
     x = self.patch_embed(image_to_float(img)).astype(jnp.float32)
     b = x.shape[0]
     x = x.reshape(b, -1, x.shape[-1])
@@ -199,31 +212,53 @@ class ViT(nnx.Module):
 # --- checkpoints ------------------------------------------------------------------
 
 def resample_posemb(pos: np.ndarray, tokens: int) -> np.ndarray:
-  """Position embeddings ``[1, 1 + g*g, D]`` for ``tokens`` = 1 + G*G: the
-  class row kept, the g x g grid resized bilinearly to G x G (big_vision's
-  ``resample_posemb`` does the same with a linear zoom)."""
-  g, new = int(round(math.sqrt(pos.shape[1] - 1))), int(round(math.sqrt(tokens - 1)))
-  grid = pos[0, 1:].reshape(g, g, -1)
-  out = jax.image.resize(jnp.asarray(grid, jnp.float32), (new, new, grid.shape[-1]),
-                         "bilinear", antialias=False)
+  """Position embeddings ``[1, 1 + g*g, D]`` resized to ``tokens`` = 1 + G*G
+  rows: the class row kept, the g x g patch grid zoomed to G x G by linear
+  interpolation with the corner patches fixed (``scipy.ndimage.zoom`` with
+  ``order=1``), as big_vision's ``resample_posemb`` and vision_transformer's
+  ``load_pretrained`` do. Logs the resize on stderr."""
+  import scipy.ndimage  # installed with jax, which depends on it
+
+  g, new = math.isqrt(pos.shape[1] - 1), math.isqrt(tokens - 1)
+  if g * g != pos.shape[1] - 1 or new * new != tokens - 1:
+    raise UserError(f"position embeddings of {pos.shape[1]} rows cannot be resized "
+                    f"to {tokens}: only square patch grids are supported")
+  grid = np.asarray(pos[0, 1:], np.float32).reshape(g, g, -1)
+  grid = scipy.ndimage.zoom(grid, (new / g, new / g, 1), order=1)
+  assert grid.shape[:2] == (new, new), grid.shape
   print(f"ViT checkpoint: position embeddings resampled from a {g}x{g} to a "
-        f"{new}x{new} patch grid", file=sys.stderr)
-  return np.concatenate([pos[:, :1], np.asarray(out).reshape(1, new * new, -1)], axis=1)
+        f"{new}x{new} patch grid (linear, as big_vision)", file=sys.stderr)
+  return np.concatenate([pos[:, :1], grid.reshape(1, new * new, -1)], axis=1)
 
 
-_BV_BLOCK = {  # big_vision names after "encoderblock_{i}/" -> ours after "blocks/{i}/"
-    "LayerNorm_0/scale": "norm1/scale", "LayerNorm_0/bias": "norm1/bias",
-    "LayerNorm_2/scale": "norm2/scale", "LayerNorm_2/bias": "norm2/bias",
-    "MlpBlock_3/Dense_0/kernel": "mlp/fc1/kernel", "MlpBlock_3/Dense_0/bias": "mlp/fc1/bias",
-    "MlpBlock_3/Dense_1/kernel": "mlp/fc2/kernel", "MlpBlock_3/Dense_1/bias": "mlp/fc2/bias",
-    **{f"MultiHeadDotProductAttention_1/{p}/{w}": f"attn/{p}/{w}"
-       for p in ("query", "key", "value", "out") for w in ("kernel", "bias")},
-}
+def _bv_block_table() -> dict[str, str]:
+  """big_vision names after ``encoderblock_{i}/`` -> ours after ``blocks/{i}/``.
+  The AugReg / ViT-paper ``.npz`` files keep pre-linen Flax names (one counter
+  over all of a block's submodules); big_vision's own checkpoints have linen
+  names (a counter per module type)."""
+  table = {}
+  for ln1, att, ln2, mlp in (
+      ("LayerNorm_0", "MultiHeadDotProductAttention_1", "LayerNorm_2", "MlpBlock_3"),
+      ("LayerNorm_0", "MultiHeadDotProductAttention_0", "LayerNorm_1", "MlpBlock_0")):
+    for w in ("scale", "bias"):
+      table[f"{ln1}/{w}"], table[f"{ln2}/{w}"] = f"norm1/{w}", f"norm2/{w}"
+    for w in ("kernel", "bias"):
+      for p in ("query", "key", "value", "out"):
+        table[f"{att}/{p}/{w}"] = f"attn/{p}/{w}"
+      table[f"{mlp}/Dense_0/{w}"] = f"mlp/fc1/{w}"
+      table[f"{mlp}/Dense_1/{w}"] = f"mlp/fc2/{w}"
+  return table
+
+
+_BV_BLOCK = _bv_block_table()
 _BV_TOP = {"embedding/kernel": "patch_embed/kernel", "embedding/bias": "patch_embed/bias",
-           "cls": "cls", "Transformer/posembed_input/pos_embedding": "pos_embedding",
-           "Transformer/encoder_norm/scale": "norm/scale",
+           "cls": "cls", "Transformer/encoder_norm/scale": "norm/scale",
            "Transformer/encoder_norm/bias": "norm/bias"}
-_BV_IGNORED = re.compile(r"^(head|pre_logits)/")
+# Where the position embeddings lived: the ViT paper and AugReg (with the
+# class token's row), big_vision before 2022, big_vision now (patches only).
+_BV_POSEMB = ("Transformer/posembed_input/pos_embedding", "Transformer/pos_embedding",
+              "pos_embedding")
+_BV_IGNORED = re.compile(r"^(head|pre_logits|MAPHead_0)/")
 
 
 def _from_big_vision(raw: Mapping[str, np.ndarray]) -> tuple[dict, list[str]]:
@@ -234,6 +269,14 @@ def _from_big_vision(raw: Mapping[str, np.ndarray]) -> tuple[dict, list[str]]:
       continue
     if name in _BV_TOP:
       flat[_BV_TOP[name]] = v
+      continue
+    if name in _BV_POSEMB:
+      n = v.shape[1] if v.ndim == 3 else 0
+      if n and math.isqrt(n) ** 2 == n:
+        # Patch rows only (big_vision adds them before the class token): a zero
+        # class row makes our "add to every token" the same network.
+        v = np.concatenate([np.zeros_like(v[:, :1]), v], axis=1)
+      flat["pos_embedding"] = v
       continue
     m = re.match(r"^Transformer/encoderblock_(\d+)/(.+)$", name)
     if m and m.group(2) in _BV_BLOCK:
@@ -256,7 +299,7 @@ def _from_big_vision(raw: Mapping[str, np.ndarray]) -> tuple[dict, list[str]]:
   return flat, unknown
 
 
-_HF_BLOCK = {
+_HF_BLOCK = {  # Hugging Face names after "encoder.layer.{i}." -> ours after "blocks/{i}/"
     "layernorm_before.weight": "norm1/scale", "layernorm_before.bias": "norm1/bias",
     "layernorm_after.weight": "norm2/scale", "layernorm_after.bias": "norm2/bias",
     "intermediate.dense.weight": "mlp/fc1/kernel", "intermediate.dense.bias": "mlp/fc1/bias",
@@ -276,7 +319,7 @@ _HF_IGNORED = re.compile(r"^(pooler\.|classifier\.|embeddings\.mask_token$)")
 def _from_hf(raw: Mapping[str, np.ndarray]) -> tuple[dict, list[str]]:
   flat, unknown = {}, []
   for name, v in raw.items():
-    key = name[len("vit."):] if name.startswith("vit.") else name
+    key = name[len("vit."):] if name.startswith("vit.") else name  # ...ForImageClassification
     if _HF_IGNORED.match(key):
       continue
     m = re.match(r"^encoder\.layer\.(\d+)\.(.+)$", key)
@@ -288,33 +331,52 @@ def _from_hf(raw: Mapping[str, np.ndarray]) -> tuple[dict, list[str]]:
       continue
     v = np.asarray(v)
     if ours == "patch_embed/kernel":
-      v = v.transpose(2, 3, 1, 0)            # OIHW -> HWIO
+      v = v.transpose(2, 3, 1, 0)            # torch conv OIHW -> HWIO
     elif ours.endswith("/kernel"):
       v = v.T                                # torch Linear stores [out, in]
     flat[ours] = v
   return flat, unknown
 
 
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      return {k: z[k] for k in z.files}
+  except (OSError, ValueError, zipfile.BadZipFile, AttributeError) as e:
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise UserError(f"{path}: not a readable .npz ({msg}); it is corrupt or "
+                    f"truncated: download it again") from None
+
+
 def load_vit(model: ViT, path: str | os.PathLike) -> None:
   """Writes a ViT checkpoint into ``model``: a big_vision / AugReg ``.npz``
-  or a Hugging Face ``model.safetensors`` (the file, or its folder). Position
-  embeddings of another grid are resampled; blocks past the model's depth are
-  dropped (a truncated ViT); anything else that does not fit is an error
-  naming the first mismatched parameter."""
-  path = str(path)
-  if path.endswith(".npz"):
-    if not os.path.isfile(path):
-      raise UserError(f"{path}: ViT checkpoint not found; pass a big_vision/AugReg .npz "
-                      f"or a Hugging Face ViT folder")
-    try:
-      with np.load(path, allow_pickle=False) as z:
-        raw = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-      raise UserError(f"{path}: not a readable .npz ({e}); download it again") from None
-    src, (flat, unknown) = path, _from_big_vision(raw)
-  else:
-    src, raw = P.read_safetensors(path, "ViT")
+  (told by its zip signature) or a Hugging Face ``model.safetensors`` (the
+  file, or its folder), read with numpy. Position embeddings of another
+  patch grid are resampled; blocks past the model's depth are dropped (a
+  truncated ViT). Classification heads are ignored. Anything else that does
+  not fit is a one-line error naming the parameter."""
+  p = Path(path)
+  if p.is_dir():
+    p = p / "model.safetensors"
+  src = str(p)
+  if not p.is_file():
+    raise UserError(f"{src}: ViT checkpoint not found; pass a big_vision/AugReg .npz, "
+                    f"or a Hugging Face ViT model.safetensors (or its folder)")
+  with open(p, "rb") as f:
+    head = f.read(9)
+  if head[:4] == b"PK\x03\x04" or p.suffix == ".npz":
+    flat, unknown = _from_big_vision(_read_npz(src))
+    if not unknown and "cls" not in flat and "patch_embed/kernel" in flat:
+      raise UserError(f"{src}: the checkpoint has no class token 'cls' (a big_vision "
+                      f"ViT pooled by average or MAP head); the taps read the class "
+                      f"token: pass a class-token ViT such as AugReg's")
+  elif p.suffix == ".safetensors" or head[8:9] == b"{":  # 8-byte length, JSON header
+    src, raw = P.read_safetensors(src, "ViT")
     flat, unknown = _from_hf(raw)
+  else:
+    raise UserError(f"{src}: unknown checkpoint format (neither .npz nor safetensors); "
+                    f"pass a big_vision/AugReg .npz or a Hugging Face model.safetensors "
+                    f"(convert PyTorch .bin/.pth files with transformers' save_pretrained)")
   n = model.num_blocks
   deeper = sorted({int(k.split("/")[1]) for k in flat
                    if k.startswith("blocks/") and int(k.split("/")[1]) >= n})

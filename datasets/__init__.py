@@ -4,4 +4,4 @@
 install, Hugging Face's package of the same name.)"""
 from datasets.base import DATASETS, DatasetSpec  # noqa: F401
 from datasets import tabular, synthetic_spurious, movielens, amazon  # noqa: F401,E402
-from datasets import fashion_mnist  # noqa: F401,E402
+from datasets import fashion_mnist, vision  # noqa: F401,E402

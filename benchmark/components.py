@@ -277,7 +277,8 @@ class Context:
     return EmbeddingMLP(self.info.small_spec, tuple(m.small_hidden), int(m.embed_dim), rngs=rngs)
 
   def pretrained_large(self) -> dict[str, np.ndarray]:
-    """The pre-trained large model's params, keyed relative to the large model."""
+    """The pre-trained large model's params (and batch-norm statistics), keyed
+    relative to the large model."""
     if not hasattr(self, "_pretrained"):
       pre = self.pretrain_spec()
       if pre is not None:
@@ -287,7 +288,9 @@ class Context:
       else:
         large = self.build_large(nnx.Rngs(0))
         self.backbone.load(self.backbone_cfg, large)
-        self._pretrained = P.flat_params(large)
+        # Batch-norm statistics too (EfficientNet): they are the pre-trained
+        # model as much as its parameters are.
+        self._pretrained = P.flat_state(nnx.state(large, (nnx.Param, nnx.BatchStat)))
     return self._pretrained
 
   def load_pretrained(self, model) -> None:

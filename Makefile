@@ -17,7 +17,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	# Fashion-MNIST for fashion_mnist_quality: the Debian package, where apt can
 	# (else the dataset reads the IDX files from --data_dir).
 	@[ -d /usr/share/datasets/fashion-mnist ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-	  && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } || \
+	  && { apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 \
+	  && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; }; }; } || \
 	  echo "note: dataset-fashion-mnist not installed (needs root and apt); fashion_mnist_quality then needs --data_dir"
 	touch $@
 

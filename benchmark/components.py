@@ -78,6 +78,9 @@ class ComponentResult:
 # Large-model training modes: frozen, top half of the blocks (HT), all, or
 # LoRA factors on the attention projections (Sec. 5.3).
 FROZEN, LIGHT, FULL, LORA = "frozen", "light", "full", "lora"
+# Model Ratatouille's components: a fine-tuning on an auxiliary task, and
+# LP->FT on the target task started from one.
+AUX_KINDS = ("aux_ft", "lp_ft_aux")
 
 
 class Context:
@@ -206,7 +209,71 @@ class Context:
       if mode == LORA:
         cfg["lora"] = self._lora_cfg()
       return ComponentSpec(kind, seed, cfg, self._with_pretrain())
+    if kind in AUX_KINDS:
+      return self.aux_spec(kind, self.aux_names()[0], seed)
     raise ValueError(f"unknown component kind {kind!r}")
+
+  # -- auxiliary tasks (Model Ratatouille) ---------------------------------------
+  def aux_names(self) -> list[str]:
+    """The auxiliary tasks to recycle: ``ratatouille.aux`` (comma-separated),
+    empty = every task the dataset declares."""
+    declared = list(self.splits.aux)
+    if not declared:
+      raise UserError(f"dataset {self.info.name} declares no auxiliary tasks, which "
+                      f"ratatouille fine-tunes on; use a dataset that does (e.g. "
+                      f"synthetic_spurious, movielens_genre, or a tabular CSV with "
+                      f"aux:<task>:train/val rows)")
+    text = str(self.config.ratatouille.aux).strip()
+    if not text:
+      return declared
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in declared]
+    if bad or not names:
+      raise UserError(f"config ratatouille.aux={text!r}: {self.info.name} declares the "
+                      f"auxiliary tasks {', '.join(declared)}; give some of them, or "
+                      f"nothing for all")
+    return list(dict.fromkeys(names))
+
+  def aux_task(self, name: str):
+    self.aux_names()  # the dataset has some
+    if name not in self.splits.aux:
+      raise UserError(f"{self.info.name} has no auxiliary task {name!r}; it declares "
+                      f"{', '.join(self.splits.aux)}")
+    return self.splits.aux[name]
+
+  def aux_spec(self, kind: str, aux: str, seed: int) -> ComponentSpec:
+    """``aux_ft``: the pre-trained large model fine-tuned on auxiliary task
+    ``aux`` (a new head), once for all target seeds (``ratatouille.aux_seed``),
+    as a recycled public fine-tuning would be. ``lp_ft_aux``: LP->FT on the
+    target task from that fine-tuning's large model, with the target's LP
+    head (Ramé et al.'s shared linear-probe initialisation)."""
+    a = self.aux_task(aux)
+    r = self.config.ratatouille
+    if kind == "aux_ft":
+      if not hasattr(self, "_aux_fp"):
+        self._aux_fp = {}
+      if aux not in self._aux_fp:
+        self._aux_fp[aux] = a.fingerprint()
+      cfg = {**self._common("aux_ft", None), "large": self._large_cfg(),
+             "lr": float(r.aux_lr) or float(self.config.lr.ft),
+             "aux": {"name": aux, "data": self._aux_fp[aux], "task": a.task,
+                     "out_dim": a.out_dim}}
+      del cfg["data"]        # trained on the auxiliary rows, not the target's
+      cfg.pop("label_scale", None)
+      return ComponentSpec("aux_ft", int(r.aux_seed), cfg, self._with_pretrain())
+    if kind == "lp_ft_aux":
+      cfg = {**self._common("lp_ft", "lp_ft"), "large": self._large_cfg(), "aux": aux}
+      deps = (("lp", self.spec("lp", seed)), ("aux", self.aux_spec("aux_ft", aux, seed)))
+      return ComponentSpec("lp_ft_aux", seed, cfg, self._with_pretrain(deps))
+    raise ValueError(kind)
+
+  def training_data(self, spec: ComponentSpec):
+    """What ``spec`` trains and is evaluated on: the benchmark's splits, or
+    an auxiliary task's (``aux_ft``); and its task."""
+    if spec.kind == "aux_ft":
+      a = self.aux_task(spec.config["aux"]["name"])
+      return a, a.task
+    return self.splits, self.task
 
   def layer_probe_spec(self, tap: int, seed: int) -> ComponentSpec:
     """Figure 4: one adapting layer on block ``tap`` of the frozen pre-trained
@@ -324,11 +391,15 @@ class Context:
       from benchmark.models.lora import LORA_RULE
       model = LargeWithHead(self.build_large_lora(config, rngs), out_dim, rngs=rngs)
       return model, [(r"^head/", True), (r"^large/.*" + LORA_RULE, True), (r"^large/", False)]
-    if kind in ("ft", "ht", "lp", "fs", "lp_ft"):
+    if kind == "aux_ft":   # the auxiliary task's own head
+      return (LargeWithHead(self.build_large(rngs), int(config["aux"]["out_dim"]), rngs=rngs),
+              [(r".*", True)])
+    if kind in ("ft", "ht", "lp", "fs", "lp_ft", "lp_ft_aux"):
       model = LargeWithHead(self.build_large(rngs), out_dim, rngs=rngs)
       if kind == "fs" and hasattr(model.large, "train_batch_norm"):
         model.large.train_batch_norm = True
       rules = {"ft": [(r".*", True)], "fs": [(r".*", True)], "lp_ft": [(r".*", True)],
+               "lp_ft_aux": [(r".*", True)],
                "lp": [(r"^head/", True), (r"^large/", False)],
                "ht": [(r"^head/", True)] + self.top_half_rules(model.large)}[kind]
       return model, rules
@@ -373,9 +444,15 @@ class Context:
     if kind == "pretrain":
       return model, rules, {"select_on_val": False, "train_split": "pretrain",
                             "batch_size": spec.config["batch_size"]}
-    if kind in ("ft", "ht", "lp", "lp_ft", "lora"):
+    if kind in ("ft", "ht", "lp", "lp_ft", "lp_ft_aux", "lora", "aux_ft"):
       self.load_pretrained(model)
-      if kind == "lp_ft":
+      if kind == "lp_ft_aux":   # the large model as the auxiliary fine-tuning left it
+        aux = self.component(spec.dep("aux")).params
+        strip = lambda k: k[len("state:"):] if k.startswith("state:") else k
+        P.load_params(model, {strip(k): v for k, v in aux.items()
+                              if strip(k).startswith("large/")},
+                      source="auxiliary fine-tuning", strict=True)
+      if kind in ("lp_ft", "lp_ft_aux"):
         lp = self.component(spec.dep("lp")).params
         P.load_params(model, {k: v for k, v in lp.items() if k.startswith("head/")},
                       source="LP head", strict=True)
@@ -453,13 +530,15 @@ class Context:
   def _train(self, spec: ComponentSpec) -> dict:
     c = self.config
     model, rules, extra = self.build(spec)
+    data, task = self.training_data(spec)
     job = T.TrainJob(
-        model=model, rules=rules, task=self.task, optimizer=spec.config.get("optimizer", c.optimizer),
+        model=model, rules=rules, task=task, optimizer=spec.config.get("optimizer", c.optimizer),
         lr=spec.config["lr"], epochs=spec.config["epochs"],
         batch_size=extra.pop("batch_size", c.batch_size), seed=spec.seed,
         momentum=c.momentum, weight_decay=c.weight_decay, eval_every=c.eval_every,
         steps_per_dispatch=c.steps_per_dispatch, eval_batch_size=c.eval_batch_size,
-        label_scale=self.label_scale(extra.get("train_split", "train")),
+        label_scale=T.label_scale(task, np.asarray(
+            getattr(data, extra.get("train_split", "train")).label)),
         desc=f"{spec.kind} s{spec.seed}",
         checkpoint=self.train_checkpoint(spec), **extra)
     self.progress(f"training {spec.kind} (seed {spec.seed}) [{spec.key}]")
@@ -468,22 +547,23 @@ class Context:
             "deps": {n: d.key for n, d in spec.deps}}
     t0 = time.perf_counter()
     try:
-      r = T.train(job, self.splits, self.feature_cache)
+      r = T.train(job, data, self.feature_cache)
     except T.TrainingDiverged as e:
       rec = {**base, "status": "failed", "reason": str(e), "failed_step": e.step}
       self.store.write(path, rec)
       self._drop_checkpoint(job)
       self.trained.append(spec.key)
       return rec
-    labels = {k: np.asarray(s.label) for k, s in self.splits.eval_splits().items()}
-    scores = {k: metrics.score(self.task, p, labels[k], self.info.eval_classes(k))
-              for k, p in r.preds.items()}
+    labels = {k: np.asarray(s.label) for k, s in data.eval_splits().items()}
+    classes = self.info.eval_classes if data is self.splits else (lambda k: None)
+    scores = {k: metrics.score(task, p, labels[k], classes(k)) for k, p in r.preds.items()}
     arrays = dict(r.trainable)
     arrays.update({f"state:{k}": v for k, v in r.state.items()})
     self.store.write_arrays(path.with_name(spec.key + ".npz"), arrays)
     if r.preds:
       self.store.write_arrays(path.with_name(spec.key + ".preds.npz"), r.preds)
-    rec = {**base, "status": "ok", "metric": self.info.metric, "scores": scores,
+    rec = {**base, "status": "ok", "metric": data.metric if data is not self.splits
+           else self.info.metric, "scores": scores,
            "best_epoch": r.best_epoch, "val_curve": r.val_curve, "loss_curve": r.loss_curve,
            "n_trainable": r.n_trainable, "n_params": r.n_params, "steps": r.steps,
            "timings": {**r.timings, "total_s": time.perf_counter() - t0},

@@ -63,6 +63,10 @@ def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
   # Model soups (methods/soups.py): the kinds whose runs are averaged, and the
   # learning rates of the sweep ("" = protocol.lr_grid, else lr.ft x 1/3, 1, 3).
   c.soup = ml_collections.ConfigDict(dict(kinds="ft", lrs=""))
+  # Model Ratatouille (methods/soups.py): the auxiliary tasks recycled ("" =
+  # every one the dataset declares), the seed of their fine-tunings (one per
+  # task, shared by every target seed) and their lr (0 = lr.ft).
+  c.ratatouille = ml_collections.ConfigDict(dict(aux="", aux_seed=0, aux_lr=0.0))
   c.pretrain = ml_collections.ConfigDict(dict(epochs=20, seed=0, batch_size=100))
   # App. D.3: learning-rate grids, chosen per component kind on ID validation
   # at the first seed (benchmark/sweep.py); "" = no grid, use lr.* as given.

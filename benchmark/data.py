@@ -81,6 +81,48 @@ class Split:
 
 
 @dataclasses.dataclass
+class AuxTask:
+  """An auxiliary task a benchmark declares (Model Ratatouille's auxiliary
+  fine-tunings): other labels on inputs of the same kind, with their own
+  ``train`` and ``val`` rows. Nothing is evaluated on it but ``val``."""
+  name: str
+  description: str
+  task: str                      # REGRESSION or CLASSIFICATION
+  num_classes: int
+  train: Split
+  val: Split
+
+  def __post_init__(self):
+    for name in ("train", "val"):
+      if len(getattr(self, name)) == 0:
+        raise DataError(f"auxiliary task {self.name!r}: split {name!r} is empty")
+
+  @property
+  def metric(self) -> str:
+    return "rmse" if self.task == REGRESSION else "acc"
+
+  @property
+  def out_dim(self) -> int:
+    return 1 if self.task == REGRESSION else self.num_classes
+
+  def eval_splits(self) -> dict[str, Split]:
+    return {"val": self.val}
+
+  def eval_plan(self):
+    return {"val": self.val}, {"val": ("val", None)}
+
+  def fingerprint(self) -> str:
+    h = hashlib.sha256(json.dumps([self.name, self.task, self.num_classes]).encode())
+    for name, split in (("train", self.train), ("val", self.val)):
+      h.update(name.encode())
+      for leaf_name, arr in _leaves(split.arrays()):
+        a = np.ascontiguousarray(arr)
+        h.update(leaf_name.encode() + str(a.dtype).encode() + str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclasses.dataclass
 class ShiftSplits:
   info: DatasetInfo
   train: Split
@@ -96,6 +138,9 @@ class ShiftSplits:
   # cache keyed by its source files and settings): ``fingerprint`` then hashes
   # this and the labels instead of gigabytes of pixels. Dropped by ``map_large``.
   source_key: str | None = None
+  # Auxiliary tasks (``AuxTask``) by name, for Model Ratatouille; not part of
+  # ``fingerprint``: components of the target task do not depend on them.
+  aux: dict[str, AuxTask] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     for name in ("train", "val", "test_id"):
@@ -134,7 +179,9 @@ class ShiftSplits:
     return dataclasses.replace(
         self, train=m(self.train), val=m(self.val), test_id=m(self.test_id),
         ood={g: m(s) for g, s in self.ood.items()}, pretrain=m(self.pretrain),
-        ood_pool=m(self.ood_pool), source_key=None)
+        ood_pool=m(self.ood_pool), source_key=None,
+        aux={n: dataclasses.replace(a, train=m(a.train), val=m(a.val))
+             for n, a in self.aux.items()})
 
   def fingerprint(self) -> str:
     """Content hash: components trained on other data never collide."""

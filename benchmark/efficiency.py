@@ -245,12 +245,14 @@ def estimate(ctx, specs) -> tuple[float, list[float]]:
   per, cache_needed = [], False
   for spec in specs:
     c = spec.config
-    n_train = len(s.pretrain if spec.kind == "pretrain" else s.train)
+    data, _ = ctx.training_data(spec)   # an auxiliary task's rows for aux_ft
+    n_train = len(s.pretrain if spec.kind == "pretrain" else data.train)
     f = flops(spec.kind)
     if spec.kind in FROZEN_LARGE:
       f = max(f - flops("ft"), 0.0)  # the large forward is read from the cache
       cache_needed = True
-    evals = n_val * int(c.get("epochs", 1)) // max(1, int(c.get("eval_every", 1))) + n_eval
+    evals = (len(data.val) * int(c.get("epochs", 1)) // max(1, int(c.get("eval_every", 1)))
+             + (n_eval if data is s else 0))
     per.append(3 * f * n_train * int(c.get("epochs", 1)) + f * evals)
   total = sum(per)
   if cache_needed:

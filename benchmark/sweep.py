@@ -24,7 +24,10 @@ from benchmark import metrics
 from benchmark.components import ComponentFailed, ComponentSpec, Context
 from benchmark.configs import parse_grid
 
-NOT_TUNED = ("pretrain",)  # trained once with its config's lr; not a method's choice
+# Trained with their config's lr, not a choice on the target's ID validation:
+# pre-training; an auxiliary fine-tuning (``ratatouille.aux_lr``); LP->FT from
+# an auxiliary fine-tuning (LP->FT's chosen lr, as the plain-start ingredient).
+NOT_TUNED = ("pretrain", "aux_ft", "lp_ft_aux")
 
 
 def grid(ctx: Context, kind: str) -> list[float]:

@@ -19,6 +19,11 @@ Sources, all giving the same splits:
 
 Large model's view: the sentence of App. D.1. Small model's view: categorical
 ids (user id, age, gender, occupation, zip code, movie id).
+
+Auxiliary tasks (Model Ratatouille), other labels on the ID train and val
+ratings' sentences: ``age_group`` (the user's age in MovieLens-1M's seven
+groups), ``gender`` (the user's) and ``genre`` (the movie's first ID genre,
+five classes). None of them reads OOD rows or ratings.
 """
 from __future__ import annotations
 
@@ -29,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.data import REGRESSION, DatasetInfo, ShiftSplits, Split, encode_categories
+from benchmark.data import (CLASSIFICATION, REGRESSION, AuxTask, DatasetInfo, ShiftSplits,
+                            Split, encode_categories)
 from benchmark import fetch
 from benchmark.errors import DataError, UserError
 from datasets.base import DATASETS, DatasetSpec
@@ -38,6 +44,7 @@ ID_GENRES = ("Action", "Comedy", "Drama", "Romance", "Thriller")
 GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
           "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
           "Romance", "Sci-Fi", "Thriller", "War", "Western")
+AGE_GROUPS = (18, 25, 35, 45, 50, 56)   # MovieLens-1M's bounds: <18, 18-24, ..., 56+
 SMALL_COLUMNS = ("user_id", "age", "gender", "occupation", "zip_code", "item_id")
 RECBOLE = "recbole==1.2.1"
 RECBOLE_DIR = "recbole/dataset_example/ml-100k/"
@@ -266,7 +273,33 @@ def to_splits(df: pd.DataFrame, c) -> ShiftSplits:
   index = {g: np.searchsorted(pool_rows, r) for g, r in groups.items()}
   return ShiftSplits(info=info, train=make(train_rows), val=make(val_rows),
                      test_id=make(test_rows), ood={g: make(r) for g, r in groups.items()},
-                     ood_pool=make(pool_rows), ood_index=index)
+                     ood_pool=make(pool_rows), ood_index=index,
+                     aux=aux_tasks(df, train_rows, val_rows, text, cat))
+
+
+def aux_labels(df: pd.DataFrame) -> dict[str, tuple[str, tuple[str, ...], np.ndarray]]:
+  """Auxiliary task -> (description, class names, label per rating)."""
+  age = np.searchsorted(np.asarray(AGE_GROUPS), pd.to_numeric(df["age"]).to_numpy(),
+                        side="right")
+  ages = ("<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
+  genders = tuple(sorted(df["gender"].astype(str).unique()))
+  gender = np.searchsorted(np.asarray(genders), df["gender"].astype(str).to_numpy())
+  first = df["genres"].map(lambda gs: next((ID_GENRES.index(g) for g in GENRES
+                                            if g in gs and g in ID_GENRES), -1)).to_numpy()
+  return {"age_group": ("the user's age group (MovieLens-1M's seven)", ages, age),
+          "gender": ("the user's gender", genders, gender),
+          "genre": ("the movie's first ID genre", ID_GENRES, first)}
+
+
+def aux_tasks(df, train_rows, val_rows, text, cat) -> dict[str, AuxTask]:
+  out = {}
+  for name, (desc, classes, y) in aux_labels(df).items():
+    def make(rows):
+      rows = np.asarray(rows)
+      return Split({"text": text[rows]}, {"cat": cat[rows]}, y[rows].astype(np.int32))
+    out[name] = AuxTask(name, desc, CLASSIFICATION, len(classes), make(train_rows),
+                        make(val_rows))
+  return out
 
 
 def load(config, data_dir):

@@ -9,6 +9,11 @@ With z = 2y - 1 and unit-variance features f = rho * z + sqrt(1 - rho^2) * noise
   undo the pre-trained model's use of s1 (Lemma 2).
 * ood group ``x_only`` (2,000 rows): only x predicts y; s1 and s2 are noise
   uncorrelated with y.
+* auxiliary tasks (Model Ratatouille; 2,000 train and 2,000 val rows each,
+  their own labels): ``s1_task``, the pre-training correlations on fresh rows
+  (s1 at rho_s, x at rho_x, s2 absent), and ``s2_reversed``, the fine-tuning
+  rows with s2's correlation reversed (s2 at -rho_s, x at rho_x, s1 absent).
+  Generated after every other split, so they leave those rows unchanged.
 
 The rows are written in the ``tabular`` schema and go through the same loader.
 The strengths are stated in docs/fidelity.md (the paper does not give them).
@@ -33,7 +38,10 @@ def generate(n: int = 2000, rho_x: float = 0.5, rho_s: float = 0.7,
   # (split, rho of s1, rho of s2); None = absent (all zeros)
   for split, r1, r2 in (("pretrain", rho_s, None), ("train", None, rho_s),
                         ("val", None, rho_s), ("test_id", None, rho_s),
-                        ("ood:x_only", 0.0, 0.0)):
+                        ("ood:x_only", 0.0, 0.0),
+                        ("aux:s1_task:train", rho_s, None), ("aux:s1_task:val", rho_s, None),
+                        ("aux:s2_reversed:train", None, -rho_s),
+                        ("aux:s2_reversed:val", None, -rho_s)):
     y = rng.integers(0, 2, n)
     z = 2.0 * y - 1.0
     s1 = np.zeros(n) if r1 is None else feature(z, r1)

@@ -2,7 +2,10 @@
 
 Columns: ``cat_*`` (categorical), ``num_*`` (numeric), ``label`` and ``split``,
 whose values are ``pretrain``, ``train``, ``val``, ``test_id`` or
-``ood:<group>``. ``pretrain`` rows pre-train the ``tabular_mlp`` large model.
+``ood:<group>``, and ``aux:<task>:train`` / ``aux:<task>:val`` for the rows
+of an auxiliary task (Model Ratatouille: other labels on inputs of the same
+kind; each auxiliary task has its own label values).
+``pretrain`` rows pre-train the ``tabular_mlp`` large model.
 Both views (large and small model) are the same columns: categorical values
 become ids (0 = unseen in pretrain/train rows), numeric columns are
 standardised with the ID train rows' statistics.
@@ -16,8 +19,8 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from benchmark.data import (CLASSIFICATION, REGRESSION, DatasetInfo, ShiftSplits, Split,
-                            encode_categories)
+from benchmark.data import (CLASSIFICATION, REGRESSION, AuxTask, DatasetInfo, ShiftSplits,
+                            Split, encode_categories)
 from benchmark.errors import DataError, UserError
 from datasets.base import DATASETS, DatasetSpec
 
@@ -63,39 +66,21 @@ def frame_to_splits(df: pd.DataFrame, name: str, *, task: str = "auto",
                     f"features to cat_<name> or num_<name>, or drop them")
   split = df["split"].astype(str).str.strip()
   bad = sorted({s for s in split.unique()
-                if s not in FIXED_SPLITS and not (s.startswith("ood:") and len(s) > 4)})
+                if s not in FIXED_SPLITS and not (s.startswith("ood:") and len(s) > 4)
+                and aux_split(s) is None})
   if bad:
     raise DataError(f"{source}: unknown split value(s) {', '.join(map(repr, bad[:5]))}; "
-                    f"use pretrain, train, val, test_id or ood:<group>")
+                    f"use pretrain, train, val, test_id, ood:<group> or "
+                    f"aux:<task>:train / aux:<task>:val")
   if df["label"].isna().any():
     row = int(np.flatnonzero(df["label"].isna())[0]) + 2
     raise DataError(f"{source}: empty label on line {row}; every row needs a label")
 
-  label_raw = df["label"]
-  if task == "auto":
-    numeric = pd.api.types.is_numeric_dtype(label_raw)
-    integral = numeric and np.all(np.mod(label_raw.to_numpy(np.float64), 1) == 0)
-    task = REGRESSION if numeric and not integral else CLASSIFICATION
-  if task not in (REGRESSION, CLASSIFICATION):
-    raise UserError(f"task {task!r}: use auto, regression or classification")
-  extra = {}
-  if task == REGRESSION:
-    try:
-      y = label_raw.to_numpy(np.float32)
-    except (ValueError, TypeError):
-      raise DataError(f"{source}: non-numeric labels with task=regression; fix the "
-                      f"labels or set --config.data.{name}.task=classification")
-    num_classes = 1
-  else:
-    uniq = label_raw.unique().tolist()
-    numeric = pd.api.types.is_numeric_dtype(label_raw)
-    classes = sorted(uniq) if numeric else sorted(uniq, key=str)
-    y = label_raw.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int32)
-    num_classes = len(classes)
-    extra["classes"] = [str(c) for c in classes]
-    if num_classes < 2:
-      raise DataError(f"{source}: one label value only; classification needs two")
-
+  is_aux = split.str.startswith("aux:").to_numpy()
+  y, task, num_classes, classes = labels(df["label"][~is_aux], task, source, name)
+  y_all = np.zeros(len(df), y.dtype)
+  y_all[~is_aux] = y
+  extra = {} if classes is None else {"classes": classes}
   fit_rows = split.isin(["pretrain", "train"]).to_numpy()
   cat, vocab = encode_categories([df[c].to_numpy() for c in cats], fit_rows, len(df))
   num = np.zeros((len(df), 0), np.float32)
@@ -123,14 +108,14 @@ def frame_to_splits(df: pd.DataFrame, name: str, *, task: str = "auto",
   info = DatasetInfo(name=name, task=task, num_classes=num_classes, large_spec=spec,
                      small_spec=spec, modality="tabular", extra=extra)
 
-  def make(mask) -> Split:
+  def make(mask, labels_of=None) -> Split:
     mask = np.asarray(mask)
     view = {}
     if nums:
       view["num"] = num[mask]
     if cats:
       view["cat"] = cat[mask]
-    return Split(view, view, y[mask])
+    return Split(view, view, y_all[mask] if labels_of is None else labels_of)
 
   groups = sorted(s[4:] for s in split.unique() if s.startswith("ood:"))
   pre = (split == "pretrain").to_numpy()
@@ -138,7 +123,64 @@ def frame_to_splits(df: pd.DataFrame, name: str, *, task: str = "auto",
       info=info, train=make(split == "train"), val=make(split == "val"),
       test_id=make(split == "test_id"),
       ood={g: make(split == f"ood:{g}") for g in groups},
-      pretrain=make(pre) if pre.any() else None)
+      pretrain=make(pre) if pre.any() else None, aux=aux_tasks(df, split, make, source, name))
+
+
+def aux_split(value: str) -> tuple[str, str] | None:
+  """``aux:<task>:train`` -> ("<task>", "train"); None for any other value."""
+  parts = value.split(":")
+  if len(parts) == 3 and parts[0] == "aux" and parts[1] and parts[2] in ("train", "val"):
+    return parts[1], parts[2]
+  return None
+
+
+def labels(label_raw: pd.Series, task: str, source: str, name: str):
+  """Label array, task (``auto`` resolved), number of classes and class names
+  (None for regression)."""
+  if label_raw.dtype == object:  # a column mixing auxiliary labels: numbers read as text
+    as_num = pd.to_numeric(label_raw, errors="coerce")
+    if as_num.notna().all():
+      label_raw = as_num
+  if task == "auto":
+    numeric = pd.api.types.is_numeric_dtype(label_raw)
+    integral = numeric and np.all(np.mod(label_raw.to_numpy(np.float64), 1) == 0)
+    task = REGRESSION if numeric and not integral else CLASSIFICATION
+  if task not in (REGRESSION, CLASSIFICATION):
+    raise UserError(f"task {task!r}: use auto, regression or classification")
+  if task == REGRESSION:
+    try:
+      return label_raw.to_numpy(np.float32), task, 1, None
+    except (ValueError, TypeError):
+      raise DataError(f"{source}: non-numeric labels with task=regression; fix the "
+                      f"labels or set --config.data.{name}.task=classification")
+  uniq = label_raw.unique().tolist()
+  numeric = pd.api.types.is_numeric_dtype(label_raw)
+  classes = sorted(uniq) if numeric else sorted(uniq, key=str)
+  y = label_raw.map({c: i for i, c in enumerate(classes)}).to_numpy(np.int32)
+  if len(classes) < 2:
+    raise DataError(f"{source}: one label value only; classification needs two")
+  return y, task, len(classes), [str(c) for c in classes]
+
+
+def aux_tasks(df, split, make, source: str, name: str) -> dict[str, AuxTask]:
+  """The auxiliary tasks of ``aux:<task>:train|val`` rows; each task's labels
+  are read on their own (``auto``: regression for non-integral numbers)."""
+  parsed = split.map(lambda v: aux_split(v) or ("", ""))
+  out = {}
+  for t in sorted({a for a, _ in parsed if a}):
+    rows = {part: (parsed.map(lambda p: p == (t, part))).to_numpy() for part in ("train", "val")}
+    for part, m in rows.items():
+      if not m.any():
+        raise DataError(f"{source}: auxiliary task {t!r} has no aux:{t}:{part} rows; "
+                        f"every auxiliary task needs train and val rows")
+    both = rows["train"] | rows["val"]
+    y, task, k, classes = labels(df["label"][both], "auto", f"{source} (aux:{t})", name)
+    y_all = np.zeros(len(df), y.dtype)
+    y_all[both] = y
+    out[t] = AuxTask(t, f"{t} ({task}{'' if classes is None else f', {k} classes'})",
+                     task, k, make(rows["train"], y_all[rows["train"]]),
+                     make(rows["val"], y_all[rows["val"]]))
+  return out
 
 
 def load(config, data_dir):

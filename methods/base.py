@@ -32,6 +32,9 @@ class Method:
   # Needs a backbone with LoRA targets (``Backbone.lora_targets``); ``--method
   # all`` leaves such methods out on other backbones.
   needs_lora: bool = False
+  # Needs auxiliary tasks (``ShiftSplits.aux``, Model Ratatouille); ``--method
+  # all`` leaves such methods out on datasets that declare none.
+  needs_aux: bool = False
 
   def specs(self, ctx: Context, seed: int) -> dict[str, ComponentSpec]:
     raise NotImplementedError

@@ -10,6 +10,13 @@ in order of ID-validation score and keeps each one only if ID validation
 does not get worse (Wortsman et al.'s greedy soup). Only ``val`` takes part
 in any choice.
 
+Model Ratatouille (Ramé et al. 2023, model recycling): ``aux_ft`` fine-tunes
+the pre-trained large model on each auxiliary task the dataset declares;
+``lp_ft_aux`` starts an LP->FT on the target task from each of them (the
+target's LP head); with the plain LP->FT (``lp_ft``, the same component the
+``lp_ft`` row uses) they are averaged, uniformly (``ratatouille``) or greedily
+on ID validation (``ratatouille_greedy``).
+
 Weight averaging is only meaningful between networks of one architecture
 that start from one pre-trained model: anything else is refused with a
 one-line error (``check_averageable``).
@@ -168,3 +175,31 @@ class UniformSoup(Soup):
 @register
 class GreedySoup(Soup):
   name, label, greedy = "soup_greedy", "Greedy soup (FT lr sweep)", True
+
+
+class Ratatouille(Soup):
+  """Model recycling: LP->FT on the target from the pre-trained model and from
+  each auxiliary fine-tuning, weights averaged."""
+  family = "soups"
+  needs_aux = True
+
+  def specs(self, ctx, seed):
+    out = {"lp_ft": ctx.spec("lp_ft", seed)}
+    out.update({f"lp_ft_aux:{a}": ctx.aux_spec("lp_ft_aux", a, seed)
+                for a in ctx.aux_names()})
+    return out
+
+  def config(self, ctx):
+    r = ctx.config.ratatouille
+    return {"aux": ctx.aux_names(), "aux_seed": int(r.aux_seed),
+            "aux_lr": float(r.aux_lr) or float(ctx.config.lr.ft), "greedy": self.greedy}
+
+
+@register
+class UniformRatatouille(Ratatouille):
+  name, label = "ratatouille", "Model Ratatouille (uniform)"
+
+
+@register
+class GreedyRatatouille(Ratatouille):
+  name, label, greedy = "ratatouille_greedy", "Model Ratatouille (greedy)", True

@@ -89,6 +89,14 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "soup_bad_lrs": (["--method", "soup_greedy", *SS, "--seeds", "0",
                       "--config.soup.lrs=1e-3,x"],
                      ["soup.lrs", "--config.soup.lrs="]),
+    # Model Ratatouille needs auxiliary tasks the dataset declares.
+    "ratatouille_no_aux": (["--method", "ratatouille", "--dataset", "tabular",
+                            "--data_dir", "{csv:good}", "--seeds", "0"],
+                           ["declares no auxiliary tasks", "aux:<task>:train"]),
+    "ratatouille_unknown_aux": (["--method", "ratatouille_greedy", *SS, "--seeds", "0",
+                                 "--config.ratatouille.aux=s1_task,colour"],
+                                ["ratatouille.aux='s1_task,colour'",
+                                 "declares the auxiliary tasks s1_task, s2_reversed"]),
     "shard_malformed": (["--method", "ft", *SS, "--seeds", "0", "--shard", "2/2"],
                         ["--shard '2/2'", "--shard 0/2"]),
     "table_unknown": (["--table", "6"], ["--table '6'", "e.g. --table 1"]),
@@ -158,6 +166,9 @@ def write_fixtures(folder: Path) -> dict[str, Path]:
   holdout.write_text("num_a,cat_b,label,split\n"
                      + "".join(f"{n},{c},{y},{s}\n" for n, c, y, s in _GOOD_ROWS)
                      + "0.9,a,1,holdout\n")
+  good = folder / "good.csv"
+  good.write_text("num_a,cat_b,label,split\n"
+                  + "".join(f"{n},{c},{y},{s}\n" for n, c, y, s in _GOOD_ROWS))
   (folder / "empty").mkdir(exist_ok=True)
   body = "num_a,cat_b,label,split\n" + "".join(
       f"{i / 7:.6f},{'abc'[i % 3]},{i % 2},{_GOOD_ROWS[i % 10][3]}\n" for i in range(3000))
@@ -181,7 +192,7 @@ def write_fixtures(folder: Path) -> dict[str, Path]:
   write_fixture(folder / "fmnist", n_train=60, n_test=40)
   lite0_cut = folder / "lite0_cut.pth"
   lite0_cut.write_bytes(Path(weights_path()).read_bytes()[:5_000_000])
-  return {"no_label": no_label, "holdout": holdout, "fmnist": folder / "fmnist",
+  return {"no_label": no_label, "holdout": holdout, "good": good, "fmnist": folder / "fmnist",
           "lite0_cut": lite0_cut,
           "does_not_exist": folder / "does_not_exist.csv", "empty": folder / "empty",
           "trunc_gz": trunc_gz, "ml_cut": ml_cut, "minilm_cut": minilm_cut, "minilm": minilm}

@@ -156,3 +156,26 @@ def test_cli_runs_movielens_with_minilm_and_reuses_cached_taps(tmp_path):
   assert second.returncode == 0, second.stderr[-2000:]
   assert "components: 1 trained" in second.stdout
   assert {p: p.stat().st_mtime_ns for p in tap_dirs[0].iterdir()} == before
+
+
+def test_aux_tasks_label_the_id_train_and_val_sentences(frame):
+  c = smoke_config("movielens_genre", **{"data.movielens_genre.max_train": 300})
+  s = M.to_splits(frame, c.data.movielens_genre)
+  assert sorted(s.aux) == ["age_group", "gender", "genre"]
+  for name, a in s.aux.items():
+    np.testing.assert_array_equal(a.train.large["text"], s.train.large["text"])
+    np.testing.assert_array_equal(a.val.large["text"], s.val.large["text"])
+    assert a.train.label.min() >= 0 and a.train.label.max() < a.num_classes, name
+  assert (s.aux["age_group"].num_classes, s.aux["gender"].num_classes,
+          s.aux["genre"].num_classes) == (7, 2, 5)
+  # Spot checks against the frame: a user's age and gender, a movie's first ID genre.
+  labels = M.aux_labels(frame)
+  age = pd.to_numeric(frame["age"]).to_numpy()
+  assert set(age[labels["age_group"][2] == 0]) <= set(range(18))
+  assert set(age[labels["age_group"][2] == 6]) <= set(range(56, 120))
+  assert set(frame["gender"][labels["gender"][2] == 1]) == {"M"}
+  is_id, _ = M.genre_shift(frame)
+  first = labels["genre"][2]
+  assert (first[is_id] >= 0).all() and (first[~is_id] == -1).all()
+  row = int(np.flatnonzero(is_id)[0])
+  assert M.ID_GENRES[first[row]] in frame["genres"].iat[row]

@@ -78,3 +78,75 @@ def test_averaging_other_architectures_or_starts_is_refused(ctx):
     S.check_averageable({a: specs[a], b: specs[b]}, {a: w[a], b: {"x": np.zeros(4)}})
   with pytest.raises(UserError, match="different parameters"):
     S.check_averageable({a: specs[a], b: specs[b]}, {a: w[a], b: {"y": np.zeros(3)}})
+
+
+# -- Model Ratatouille ----------------------------------------------------------------
+
+def test_ratatouille_recycles_one_aux_fine_tuning_per_task_for_every_seed(ctx):
+  s0, s1 = (METHODS.get("ratatouille").specs(ctx, s) for s in (0, 1))
+  assert list(s0) == ["lp_ft", "lp_ft_aux:s1_task", "lp_ft_aux:s2_reversed"]
+  assert s0["lp_ft"].key == ctx.spec("lp_ft", 0).key   # the LP->FT row's own run
+  for name in ("s1_task", "s2_reversed"):
+    a0, a1 = s0[f"lp_ft_aux:{name}"], s1[f"lp_ft_aux:{name}"]
+    assert a0.key != a1.key                            # one target fine-tuning per seed
+    assert a0.dep("aux").key == a1.dep("aux").key      # from one auxiliary fine-tuning
+    assert a0.dep("lp").key == ctx.spec("lp", 0).key   # with the target's LP head
+    assert a0.config["lr"] == s0["lp_ft"].config["lr"]
+  assert len({s0[f"lp_ft_aux:{n}"].dep("aux").key for n in ("s1_task", "s2_reversed")}) == 2
+
+
+def test_lp_ft_aux_starts_from_the_aux_fine_tuning_and_the_lp_head(ctx):
+  from benchmark.models import params as P
+  from flax import nnx
+  spec = ctx.aux_spec("lp_ft_aux", "s2_reversed", 0)
+  aux = ctx.component(spec.dep("aux"))
+  assert aux.record["metric"] == "acc" and set(aux.record["scores"]) == {"val"}
+  assert aux.record["scores"]["val"] > 75      # s2_reversed is learnable
+  lp = ctx.component(spec.dep("lp")).params
+  model, _, _ = ctx.build(spec)
+  got = P.flat_state(nnx.state(model, nnx.Param))
+  pre = ctx.pretrained_large()
+  moved = 0
+  for k, v in aux.params.items():
+    if k.startswith("large/"):
+      np.testing.assert_array_equal(got[k], v, err_msg=k)
+      moved += not np.allclose(v, pre[k[len("large/"):]])
+  assert moved > 0                              # not the pre-trained weights
+  np.testing.assert_array_equal(got["head/kernel"], lp["head/kernel"])
+  assert aux.params["head/kernel"].shape[-1] == ctx.splits.aux["s2_reversed"].out_dim
+
+
+def test_ratatouille_is_the_mean_of_its_ingredients_and_greedy_never_worse(ctx):
+  m = METHODS.get("ratatouille")
+  comps = {n: ctx.component(s) for n, s in m.specs(ctx, 0).items()}
+  out = m.combine(ctx, 0, comps)
+  assert sorted(out.info["ingredients"]) == sorted(comps)
+  from benchmark.models.task import LargeWithHead
+  from benchmark.models import params as P
+  from flax import nnx
+  model = LargeWithHead(ctx.build_large(nnx.Rngs(0)), ctx.info.out_dim, rngs=nnx.Rngs(0))
+  P.load_params(model, S.average([S.full_weights(ctx, c) for c in comps.values()]),
+                strict=True)
+  np.testing.assert_allclose(ctx.predict(model)["ood/x_only"], out.preds["ood/x_only"],
+                             atol=1e-6)
+  g = METHODS.get("ratatouille_greedy").combine(ctx, 0, comps)
+  assert g.info["val"] >= max(g.info["ingredient_val"].values()) - 1e-9
+
+
+def test_ratatouille_needs_declared_aux_tasks(ctx, tmp_path):
+  ctx.config.ratatouille.aux = "s1_task,nope"
+  try:
+    with pytest.raises(UserError, match="declares the auxiliary tasks s1_task, s2_reversed"):
+      METHODS.get("ratatouille").specs(ctx, 0)
+  finally:
+    ctx.config.ratatouille.aux = ""
+  ctx.config.ratatouille.aux = "s2_reversed"
+  try:
+    assert list(METHODS.get("ratatouille").specs(ctx, 0)) == ["lp_ft", "lp_ft_aux:s2_reversed"]
+  finally:
+    ctx.config.ratatouille.aux = ""
+  import dataclasses
+  bare = smoke_context(tmp_path)
+  bare.splits = dataclasses.replace(bare.splits, aux={})
+  with pytest.raises(UserError, match="declares no auxiliary tasks"):
+    METHODS.get("ratatouille").specs(bare, 0)

@@ -165,6 +165,8 @@ def _split_items(s):
   out = [("train", s.train), ("val", s.val), ("test_id", s.test_id),
          ("pretrain", s.pretrain)]
   out += [(f"ood/{g}", x) for g, x in sorted(s.ood.items())]
+  out += [(f"aux/{n}/{part}", getattr(a, part)) for n, a in sorted(s.aux.items())
+          for part in ("train", "val")]
   return out
 
 
@@ -195,3 +197,32 @@ def test_synthetic_through_csv_equals_direct_loader(tmp_path):
         np.testing.assert_array_equal(av[k], bv[k], err_msg=f"{name} {view} {k}")
     assert a.label.dtype == b.label.dtype, name
     np.testing.assert_array_equal(a.label, b.label, err_msg=f"{name} label")
+
+
+def test_aux_rows_are_auxiliary_tasks_with_their_own_labels():
+  df = hand_frame()
+  df["label"] = [1.5, 2.5, 3.0, 4.5, 5.0, 2.0, 3.5, 4.0, 1.0, 2.5]   # regression target
+  aux = pd.DataFrame([("aux:kind:train", "red", "S", 0.0, 0.0, "dog"),
+                      ("aux:kind:train", "blue", "M", 1.0, 0.0, "cat"),
+                      ("aux:kind:val", "red", "M", 2.0, 1.0, "cat"),
+                      ("aux:size:train", "red", "M", 2.0, 1.0, 3),
+                      ("aux:size:val", "red", "M", 2.0, 1.0, 7)], columns=df.columns)
+  with_aux = pd.concat([df, aux], ignore_index=True)
+  plain, s = tabular.frame_to_splits(df, "h"), tabular.frame_to_splits(with_aux, "h")
+  assert s.info.task == REGRESSION                  # aux labels do not change the target's
+  assert s.fingerprint() == plain.fingerprint()     # nor its splits
+  assert sorted(s.aux) == ["kind", "size"]
+  k = s.aux["kind"]
+  assert (k.task, k.num_classes, k.out_dim) == (CLASSIFICATION, 2, 2)
+  np.testing.assert_array_equal(k.train.label, [1, 0])   # cat=0, dog=1
+  np.testing.assert_array_equal(k.val.label, [0])
+  assert len(s.aux["size"].train) == 1 and s.aux["size"].num_classes == 2
+  # Features encoded as the target's are (numbers standardised with ID train
+  # statistics; "red" keeps its id).
+  assert k.train.large["num"][0, 0] == pytest.approx((0.0 - 3.0) / np.std([1.0, 3.0, 5.0]))
+  assert k.train.small["cat"][0, 0] == s.train.small["cat"][0, 0]
+  assert k.fingerprint() != s.aux["size"].fingerprint()
+  with pytest.raises(DataError, match="auxiliary task 'kind' has no aux:kind:val rows"):
+    tabular.frame_to_splits(with_aux[with_aux.split != "aux:kind:val"], "h")
+  with pytest.raises(DataError, match="aux:<task>:train / aux:<task>:val"):
+    tabular.frame_to_splits(pd.concat([df, aux.assign(split="aux:kind:test")]), "h")

@@ -47,6 +47,8 @@ flags.DEFINE_string("workdir", "results", "Run store and tables go here.")
 flags.DEFINE_string("data_dir", None, "Where the dataset's files are (a CSV for 'tabular'); "
                     "for a table spanning datasets, NAME=PATH[,NAME=PATH] gives one per "
                     "dataset (e.g. amazon_reviews=/data/amazon).")
+flags.DEFINE_bool("extra_rows", True, "--table N: also the rows the harness adds below "
+                  "the paper's (model soups, Model Ratatouille); --noextra_rows leaves them out.")
 flags.DEFINE_bool("verbose", False, "Show tracebacks for errors.")
 
 
@@ -279,7 +281,7 @@ def run_table(argv: list[str]) -> int:
   n = parse_table(FLAGS.table)
   if n == 3:
     return run_table3(argv)
-  table = PT.TABLES[n]
+  table = PT.TABLES[n] if FLAGS.extra_rows else PT.TABLES[n].without_extras()
   seeds = parse_seeds(FLAGS.seeds)
   shard = parse_shard(FLAGS.shard)
   datasets = table.datasets()
@@ -303,7 +305,7 @@ def run_table(argv: list[str]) -> int:
   mesh.maybe_initialize_distributed()
   mesh.enable_compilation_cache()
   store = RunStore(FLAGS.workdir)
-  contexts = {}
+  contexts, runs, method_notes = {}, {}, {}
   for spec, config, backbone in plans:
     try:
       ctx = load_context(spec, config, backbone, store)
@@ -311,14 +313,21 @@ def run_table(argv: list[str]) -> int:
       notes[spec.name] = f"no data ({e})"
       log(f"table {n}: skipping {spec.name}: {e}")
       continue
-    validate_methods(ctx, methods, seeds)
-    contexts[spec.name] = ctx
+    # Rows a dataset cannot run (Model Ratatouille without auxiliary tasks) say n/a.
+    can = applicable(ctx, methods)
+    for m in methods:
+      if m not in can:
+        method_notes[(spec.name, m.name)] = (
+            f"{spec.name} declares no auxiliary tasks" if m.needs_aux else
+            f"{ctx.backbone.name} has no LoRA targets")
+    validate_methods(ctx, can, seeds)
+    contexts[spec.name], runs[spec.name] = ctx, can
   if not contexts:
     raise UserError(f"table {n}: none of its datasets can run here: "
                     + "; ".join(f"{d}: {why}" for d, why in notes.items()))
   if FLAGS.dry_run:
-    for ctx in contexts.values():
-      print_pending(ctx, methods, seeds)
+    for name, ctx in contexts.items():
+      print_pending(ctx, runs[name], seeds)
     for ds, why in notes.items():
       print(f"{ds}: skipped, {why}")
     return 0
@@ -326,16 +335,16 @@ def run_table(argv: list[str]) -> int:
   t0 = time.perf_counter()
   records, per, waiting = [], {}, False
   for name, ctx in contexts.items():
-    mine, recs, choices = run_sweep(ctx, methods, seeds, shard)
+    mine, recs, choices = run_sweep(ctx, runs[name], seeds, shard)
     if recs is None:
       waiting = True
       continue
     records += recs
-    per[name] = (ctx, methods, seeds, choices)
+    per[name] = (ctx, runs[name], seeds, choices)
     log(summary(ctx, mine, recs, t0))
   if waiting:
     return 0
-  frame = PT.frame(table, records, notes)
+  frame = PT.frame(table, records, notes, method_notes)
   parts = [f"{name}: {ctx.backbone.name}" for name, ctx in contexts.items()]
   caption = (f"Table {n}. {table.caption}. Mean ± std (sample std, ddof 1) over seeds "
              f"{','.join(map(str, seeds))}; backbone {', '.join(parts)}; preset "

@@ -37,7 +37,8 @@ TABLE3_BACKBONES = (("t5_small", "movielens_genre"), ("vit_b16", "imagenet_sketc
                     ("minilm_l6", "movielens_genre"))
 TABLE3_METHODS = ("ft", "ht", "lp", "fs", "lp_ft", "ft_robust", "ft_fs", "ft_zeroshot",
                   "levi_pretrained", "levi", "levi_finetuned", "a1", "a2", "a3", "a4", "a5",
-                  "lora", "levi_lora")
+                  "lora", "levi_lora", "soup_uniform", "soup_greedy", "ratatouille",
+                  "ratatouille_greedy")
 
 
 def abstract_count(model) -> tuple[dict[str, int], int]:
@@ -67,12 +68,15 @@ def image_splits(name: str, size: int, num_classes: int, n: int = 32):
   """Zero images of ``size`` pixels with ``num_classes`` labels in every
   split: the shapes a vision backbone sees, without the dataset's files
   (Table 3 counts and times networks, not data)."""
-  from benchmark.data import DatasetInfo, ShiftSplits, Split
+  from benchmark.data import AuxTask, DatasetInfo, ShiftSplits, Split
   img = np.zeros((n, size, size, 3), np.uint8)
   split = lambda: Split({"image": img}, {"image": img}, np.arange(n, dtype=np.int32) % num_classes)
   info = DatasetInfo(name, "classification", num_classes, {"image": (size, size, 3)},
                      {"image": (size, size, 3)}, modality="image")
-  return ShiftSplits(info, split(), split(), split(), {"shape": split()})
+  # One auxiliary task of the same shape, so that Model Ratatouille's
+  # networks are counted too.
+  aux = AuxTask("shape", "zeros", "classification", num_classes, split(), split())
+  return ShiftSplits(info, split(), split(), split(), {"shape": split()}, aux={"shape": aux})
 
 
 def example_batch(ctx, n: int) -> dict:

@@ -38,10 +38,20 @@ class PaperTable:
   caption: str
   rows: tuple[tuple[str, str], ...]   # (method name, row label)
   cols: tuple[Col, ...]
+  # Rows the harness adds below the paper's (weight averaging, not in the
+  # paper); ``without_extras`` drops them.
+  extra_rows: tuple[tuple[str, str], ...] = ()
 
   @property
   def methods(self) -> list[str]:
-    return [m for m, _ in self.rows]
+    return [m for m, _ in self.all_rows]
+
+  @property
+  def all_rows(self) -> tuple[tuple[str, str], ...]:
+    return self.rows + self.extra_rows
+
+  def without_extras(self) -> "PaperTable":
+    return dataclasses.replace(self, extra_rows=())
 
   def datasets(self) -> list[str]:
     return list(dict.fromkeys(c.dataset for c in self.cols))
@@ -53,6 +63,13 @@ MAIN_ROWS = (("ft", "Fine-tuning (FT)"), ("ht", "Light-tuning: half of blocks (H
              ("lp", "Light-tuning: linear probing (LP)"), ("fs", "From scratch (FS)"),
              ("lp_ft", "LP→FT"), ("ft_robust", "FT+RobustModel"), ("ft_fs", "FT+FS"),
              ("ft_zeroshot", "FT+ZeroShot"), ("levi", "LEVI"))
+# Weight-averaging rows (issue 10): not in the paper, added below its rows in
+# the main comparison tables; ``--noextra_rows`` leaves them out.
+EXTRA_MARK = "†"
+WEIGHT_AVERAGING = (("soup_uniform", "Uniform soup" + EXTRA_MARK),
+                    ("soup_greedy", "Greedy soup" + EXTRA_MARK),
+                    ("ratatouille", "Model Ratatouille" + EXTRA_MARK),
+                    ("ratatouille_greedy", "Model Ratatouille, greedy" + EXTRA_MARK))
 GENRES_1 = ("Adventure", "Sci-Fi", "War", "Crime", "Children's", "Horror")
 GENRES_2 = ("Mystery", "Musical", "Animation", "Western", "Film-Noir", "Documentary")
 PRODUCTS = ("Watches", "Toys", "Sports", "Music", "Jewelry", "Furniture", "Baby")
@@ -62,7 +79,7 @@ TABLES: dict[int, PaperTable] = {t.number: t for t in (
                "and product shifts); lower is better", MAIN_ROWS, (
                    Col(ML, "test_id", "ID", MLG), Col(ML, "ood", "OOD (genre)", MLG),
                    Col(AZ, "test_id", "ID", AZG), Col(AZ, "ood/time", "OOD (time)", AZG),
-                   Col(AZ, "ood/products", "OOD (product)", AZG))),
+                   Col(AZ, "ood/products", "OOD (product)", AZG)), WEIGHT_AVERAGING),
     PaperTable(5, "Ablations on the recommendation tasks (MovieLens genre shift, Amazon "
                "Review time shift); RMSE, lower is better", (
                    ("ft", "Fine-tuning"), ("a1", "A1) Large+Large"), ("a2", "A2) Large+MLP"),
@@ -71,11 +88,11 @@ TABLES: dict[int, PaperTable] = {t.number: t for t in (
                    Col(ML, "test_id", "ID RMSE", MLG), Col(ML, "ood", "OOD RMSE", MLG),
                    Col(AZ, "test_id", "ID RMSE", AZG), Col(AZ, "ood/time", "OOD RMSE", AZG))),
     PaperTable(9, "OOD RMSE on MovieLens per genre (part 1)", MAIN_ROWS,
-               tuple(Col(ML, f"ood/{g}", g, MLG) for g in GENRES_1)),
+               tuple(Col(ML, f"ood/{g}", g, MLG) for g in GENRES_1), extra_rows=WEIGHT_AVERAGING),
     PaperTable(10, "OOD RMSE on MovieLens per genre (part 2)", MAIN_ROWS,
-               tuple(Col(ML, f"ood/{g}", g, MLG) for g in GENRES_2)),
+               tuple(Col(ML, f"ood/{g}", g, MLG) for g in GENRES_2), extra_rows=WEIGHT_AVERAGING),
     PaperTable(11, "OOD RMSE on Amazon Review per product category", MAIN_ROWS,
-               tuple(Col(AZ, f"ood/product/{p}", p, AZG) for p in PRODUCTS)),
+               tuple(Col(AZ, f"ood/product/{p}", p, AZG) for p in PRODUCTS), extra_rows=WEIGHT_AVERAGING),
     PaperTable(14, "LEVI with different large models; RMSE, lower is better", (
                    ("levi_pretrained", "LEVI with pre-trained large model"),
                    ("levi", "LEVI with light-tuned large model"),
@@ -100,11 +117,11 @@ VISION_MAIN = (Col(MED, "test_id", "ID Acc", MEDG), Col(MED, "ood", "OOD Acc", M
 VARIANTS = tuple(Col(IMN, f"ood/{g}", f"OOD Acc: {g.upper()}", IMNG) for g in ("a", "r", "v2"))
 TABLES.update({t.number: t for t in (
     PaperTable(2, "ID and OOD accuracy on the Medical (quality shift) and ImageNet "
-               "(Sketch -> A/R/V2) datasets; higher is better", VISION_ROWS, VISION_MAIN),
+               "(Sketch -> A/R/V2) datasets; higher is better", VISION_ROWS, VISION_MAIN, extra_rows=WEIGHT_AVERAGING),
     PaperTable(4, "LoRA results on the Medical and ImageNet datasets; accuracy, higher "
                "is better", LORA_ROWS, VISION_MAIN),
     PaperTable(12, "OOD accuracy on ImageNet-A, ImageNet-R and ImageNet-V2", VISION_ROWS,
-               VARIANTS),
+               VARIANTS, extra_rows=WEIGHT_AVERAGING),
     PaperTable(17, "OOD accuracy of the LoRA rows on ImageNet-A, -R and -V2", LORA_ROWS,
                VARIANTS),
 )})
@@ -138,19 +155,23 @@ def _n_examples(rec: Mapping, split: str) -> int:
 
 
 def frame(table: PaperTable, records: Sequence[Mapping],
-          notes: Mapping[str, str]) -> pd.DataFrame:
+          notes: Mapping[str, str],
+          method_notes: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
   """Long frame, one row per (row, column) cell, in the paper's order.
-  ``notes`` gives, per dataset without records, why (no data, ...)."""
+  ``notes`` gives, per dataset without records, why (no data, ...);
+  ``method_notes`` per (dataset, method) a row cannot run on (e.g. no
+  auxiliary tasks for Model Ratatouille)."""
+  method_notes = method_notes or {}
   by = {}
   for r in records:
     by.setdefault((r["dataset"], r["method"]), []).append(r)
   rows = []
-  for method, label in table.rows:
+  for method, label in table.all_rows:
     for col in table.cols:
       recs = sorted(by.get((col.dataset, method), []), key=lambda r: r["seed"])
       ok = [r for r in recs if r.get("status") == "ok"]
       vals = [v for v in (split_values(r, col.split) for r in ok) if v is not None]
-      note = notes.get(col.dataset, "")
+      note = notes.get(col.dataset, "") or method_notes.get((col.dataset, method), "")
       if recs and not ok:
         note = "failed: " + str(recs[0].get("reason", ""))
       elif recs and not vals:
@@ -176,7 +197,7 @@ def to_text(table: PaperTable, f: pd.DataFrame) -> str:
 
 
 def _wide(table: PaperTable, f: pd.DataFrame, cell) -> pd.DataFrame:
-  labels = [label for _, label in table.rows]
+  labels = [label for _, label in table.all_rows]
   cols = pd.MultiIndex.from_tuples([(c.group, c.header) for c in table.cols])
   out = pd.DataFrame("", index=labels, columns=cols)
   for r in f.itertuples(index=False):
@@ -218,8 +239,10 @@ def to_latex(table: PaperTable, f: pd.DataFrame, caption: str) -> str:
   lines.append("Method & " + " & ".join(latex_escape(c.header) for c in table.cols) + r" \\")
   lines.append(r"\midrule")
   cells = {(r.row, r.group, r.column): r for r in f.itertuples(index=False)}
-  for _, label in table.rows:
-    out = [latex_escape(label)]
+  for i, (_, label) in enumerate(table.all_rows):
+    if i == len(table.rows) and table.extra_rows:
+      lines.append(r"\midrule")
+    out = [latex_escape(label).replace(EXTRA_MARK, r"$^\dagger$")]
     for c in table.cols:
       r = cells[(label, c.group, c.header)]
       if np.isnan(r.mean):
@@ -230,7 +253,12 @@ def to_latex(table: PaperTable, f: pd.DataFrame, caption: str) -> str:
       out.append(f"\\textbf{{{text}}}" if rank == "best" else
                  f"\\underline{{{text}}}" if rank == "second" else text)
     lines.append(" & ".join(out) + r" \\")
-  lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+  lines.append(r"\bottomrule")
+  lines.append(r"\end{tabular}")
+  if table.extra_rows:
+    lines.append(r"\par\smallskip{\footnotesize $^\dagger$ not in the paper: weight "
+                 r"averaging added by the harness.}")
+  lines += [r"\end{table}", ""]
   return "\n".join(lines)
 
 

@@ -11,7 +11,9 @@ the label away, paper Table 8).
 * OOD group ``time``: Books ratings from the most recent calendar year;
 * OOD groups ``product/<Name>`` for Watches, Toys, Sports, Music, Jewelry,
   Furniture, Baby: ratings of that category (every year); each OOD group is a
-  seeded sample of at most ``max_eval`` ratings.
+  seeded sample of at most ``max_eval`` ratings;
+* auxiliary task ``year`` (Model Ratatouille): the calendar year of each ID
+  train / val rating, from the same sentence.
 
 Sources (``--data_dir``), all giving the same splits for the same content:
 * the Amazon Customer Reviews TSV files
@@ -47,7 +49,8 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from benchmark import fetch, readers
-from benchmark.data import REGRESSION, DatasetInfo, ShiftSplits, Split, encode_categories
+from benchmark.data import (CLASSIFICATION, REGRESSION, AuxTask, DatasetInfo, ShiftSplits,
+                            Split, encode_categories)
 from benchmark.errors import DataError, UserError
 from benchmark.store import atomic_write_bytes
 from datasets.base import DATASETS, DatasetSpec
@@ -471,7 +474,26 @@ def to_splits(df: pd.DataFrame, stats: dict, c) -> ShiftSplits:
       small_spec={"cat_vocab": tuple(vocab)}, modality="text",
       extra={"small_columns": list(SMALL_COLUMNS), **_json_safe(stats)})
   return ShiftSplits(info=info, train=make("train"), val=make("val"), test_id=make("test_id"),
-                     ood={g: make(g) for g in ood_names})
+                     ood={g: make(g) for g in ood_names}, aux=aux_tasks(df, text, cat))
+
+
+def aux_tasks(df: pd.DataFrame, text, cat) -> dict[str, AuxTask]:
+  """Model Ratatouille's auxiliary task: the calendar year of an ID rating
+  (one of the ``id_years``) from the same sentence, on the ID train and val
+  rows; no OOD row is read."""
+  group = df["group"].to_numpy()
+  id_rows = np.isin(group, ["train", "val"])
+  years = df["date"].astype(str).str[:4].to_numpy()
+  classes = sorted(set(years[id_rows]))
+  if len(classes) < 2:
+    return {}
+  y = np.searchsorted(np.asarray(classes), years).astype(np.int32)
+
+  def make(name):
+    rows = np.flatnonzero(group == name)
+    return Split({"text": text[rows]}, {"cat": cat[rows]}, y[rows])
+  return {"year": AuxTask("year", f"the rating's year ({', '.join(classes)})",
+                          CLASSIFICATION, len(classes), make("train"), make("val"))}
 
 
 def _json_safe(stats: dict) -> dict:

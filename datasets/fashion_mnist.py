@@ -17,6 +17,9 @@ Splits (seeded by ``data.fashion_mnist_quality.seed``):
   ``lowres`` (4x4 block average to 7x7, then bilinear upsampling back),
   ``blur`` (Gaussian blur, sigma 1.5 pixels), ``noise`` (additive Gaussian
   noise, sigma 50 grey levels, seeded, clipped to 0-255).
+* auxiliary task ``rotation`` (Model Ratatouille): ID train images (a seeded
+  sample of at most 10,000) and the ID val images, turned by a seeded
+  multiple of 90 degrees, labelled by the turn (4 classes).
 Caps (``max_train`` ...) take seeded, nested samples. Images are then resized
 (bilinear) to ``image_size`` and repeated to 3 channels for the backbone; the
 small model (the 4-layer CNN) sees the same images.
@@ -32,12 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data import CLASSIFICATION, DatasetInfo, ShiftSplits, Split
+from benchmark.data import CLASSIFICATION, AuxTask, DatasetInfo, ShiftSplits, Split
 from benchmark.errors import UserError
 from benchmark.readers import read_idx
 from datasets.base import DATASETS, DatasetSpec
 
 NAME = "fashion_mnist_quality"
+AUX_MAX_TRAIN = 10_000
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
@@ -193,10 +197,19 @@ def load(config, data_dir) -> ShiftSplits:
                         "blur": f"Gaussian blur, sigma {float(c.blur_sigma)} px",
                         "noise": f"additive Gaussian noise, sigma {float(c.noise_sigma)} "
                                  f"grey levels, seed {seed + 5}"}})
+  def rotated(x28: np.ndarray, salt: int) -> Split:
+    turns = np.random.default_rng(seed + salt).integers(0, 4, len(x28))
+    return split(np.stack([np.rot90(x, k) for x, k in zip(x28, turns)]), turns)
+
+  # A seeded sample of at most 10,000 training images: the copy stays small
+  # at 224 pixels (1.5 GB).
+  aux_idx = _cap(train_idx, min(AUX_MAX_TRAIN, len(train_idx)), seed + 8)
+  rotation = AuxTask("rotation", "the ID images turned by k x 90 degrees; label k",
+                     CLASSIFICATION, 4, rotated(tx[aux_idx], 6), rotated(tx[val_idx], 7))
   return ShiftSplits(
       info, train=split(tx[train_idx], ty[train_idx]), val=split(tx[val_idx], ty[val_idx]),
       test_id=split(ex[test_idx], ey[test_idx]),
-      ood={s: split(degraded[s], ey[ood_idx]) for s in shifts})
+      ood={s: split(degraded[s], ey[ood_idx]) for s in shifts}, aux={"rotation": rotation})
 
 
 DATASETS.add(NAME, DatasetSpec(

@@ -115,6 +115,12 @@ def test_uncapped_split_is_80_10_10(rows, tmp_path):
   assert len(s.val) == round(0.1 * n) and len(s.test_id) == round(0.1 * n)
   assert len(s.ood["time"]) == stats["n_time"]
   assert sum(len(s.ood[f"product/{p}"]) for p in A.PRODUCTS) == 7 * 80
+  # Model Ratatouille's auxiliary task: the ID ratings' year, on the same sentences.
+  year = s.aux["year"]
+  np.testing.assert_array_equal(year.train.large["text"], s.train.large["text"])
+  np.testing.assert_array_equal(year.val.large["text"], s.val.large["text"])
+  assert year.num_classes == int(_cfg().id_years)
+  assert set(year.train.label.tolist()) == set(range(year.num_classes))
 
 
 def test_cache_is_used_and_keyed_by_the_files(rows, tmp_path):

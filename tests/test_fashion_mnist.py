@@ -97,3 +97,17 @@ def test_unknown_shift_is_a_user_error(tmp_path):
   write_fixture(tmp_path)
   with pytest.raises(UserError, match="shifts"):
     _load(tmp_path, **{f"data.{F.NAME}.shifts": "lowres,fog"})
+
+
+def test_rotation_aux_task_turns_the_id_images(tmp_path, monkeypatch):
+  write_fixture(tmp_path)
+  monkeypatch.setattr(F, "AUX_MAX_TRAIN", 100)
+  s = _load(tmp_path, **{f"data.{F.NAME}.max_train": 0, f"data.{F.NAME}.max_val": 0})
+  rot = s.aux["rotation"]
+  assert (rot.num_classes, len(rot.train), len(rot.val)) == (4, 100, len(s.val))
+  assert set(rot.val.label.tolist()) == {0, 1, 2, 3}
+  # Turned back, each val image is the ID val image (resizing commutes with
+  # quarter turns up to rounding).
+  for i, k in enumerate(rot.val.label[:20]):
+    back = np.rot90(rot.val.large["image"][i], -int(k)).astype(int)
+    assert np.abs(back - s.val.large["image"][i].astype(int)).max() <= 1, i

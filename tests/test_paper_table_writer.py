@@ -87,3 +87,29 @@ def test_paper_ood_is_mean_of_genre_tables():
   assert PT.split_values(rec, "ood") == pytest.approx(5.5)
   rec = {"scores": {"ood/time": 9.0, **{f"ood/product/{p}": 1.0 for p in PT.PRODUCTS}}}
   assert PT.split_values(rec, "ood/products") == 1.0
+
+
+def test_weight_averaging_rows_below_the_papers_and_na_where_they_cannot_run(tmp_path):
+  t = PT.TABLES[1]
+  assert [m for m, _ in t.rows] == [m for m, _ in PT.MAIN_ROWS]   # the paper's rows first
+  assert [m for m, _ in t.extra_rows] == ["soup_uniform", "soup_greedy", "ratatouille",
+                                          "ratatouille_greedy"]
+  recs = [{"dataset": PT.ML, "method": m, "seed": 0, "status": "ok", "metric": "rmse",
+           "scores": {"test_id": 1.0 + i / 10, "ood/War": 1.1 + i / 10},
+           "n_examples": {"test_id": 10, "ood/War": 5}}
+          for i, m in enumerate(["ft", "soup_uniform"])]
+  f = PT.frame(t, recs, {}, {(PT.ML, "ratatouille"): "movielens_genre declares no "
+                             "auxiliary tasks"})
+  rat = f[(f.method == "ratatouille") & (f.dataset == PT.ML)]
+  assert rat["mean"].isna().all() and rat["note"].str.contains("auxiliary").all()
+  soup = f[(f.method == "soup_uniform") & (f.column == "ID")].iloc[0]
+  assert soup["mean"] == pytest.approx(1.1) and soup["row"].endswith(PT.EXTRA_MARK)
+  _, tex = PT.write(t, f, tmp_path, "Table 1. extras")
+  lines = tex.read_text().splitlines()
+  body = lines[lines.index(r"\midrule") + 1:]
+  assert body[len(PT.MAIN_ROWS)] == r"\midrule"          # the rule before the extras
+  assert body[len(PT.MAIN_ROWS) + 1].startswith(r"Uniform soup$^\dagger$ & ")
+  assert any("not in the paper" in ln for ln in lines)
+  bare = t.without_extras()
+  assert bare.methods == [m for m, _ in PT.MAIN_ROWS]
+  assert "not in the paper" not in PT.to_latex(bare, PT.frame(bare, recs, {}), "x")

@@ -21,8 +21,22 @@ REGRESSION = "regression"
 CLASSIFICATION = "classification"
 
 
+class _Labelled:
+  """The metric and the output width that a ``task`` and ``num_classes`` imply."""
+  task: str
+  num_classes: int
+
+  @property
+  def metric(self) -> str:
+    return "rmse" if self.task == REGRESSION else "acc"
+
+  @property
+  def out_dim(self) -> int:
+    return 1 if self.task == REGRESSION else self.num_classes
+
+
 @dataclasses.dataclass(frozen=True)
-class DatasetInfo:
+class DatasetInfo(_Labelled):
   """What models need to know about a benchmark's inputs and labels."""
   name: str
   task: str                      # REGRESSION or CLASSIFICATION
@@ -32,14 +46,6 @@ class DatasetInfo:
   small_spec: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   modality: str = "tabular"      # which backbones and small models fit
   extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-  @property
-  def metric(self) -> str:
-    return "rmse" if self.task == REGRESSION else "acc"
-
-  @property
-  def out_dim(self) -> int:
-    return 1 if self.task == REGRESSION else self.num_classes
 
   def to_json(self) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(self), default=list))
@@ -81,7 +87,7 @@ class Split:
 
 
 @dataclasses.dataclass
-class AuxTask:
+class AuxTask(_Labelled):
   """An auxiliary task a benchmark declares (Model Ratatouille's auxiliary
   fine-tunings): other labels on inputs of the same kind, with their own
   ``train`` and ``val`` rows. Nothing is evaluated on it but ``val``."""
@@ -96,14 +102,6 @@ class AuxTask:
     for name in ("train", "val"):
       if len(getattr(self, name)) == 0:
         raise DataError(f"auxiliary task {self.name!r}: split {name!r} is empty")
-
-  @property
-  def metric(self) -> str:
-    return "rmse" if self.task == REGRESSION else "acc"
-
-  @property
-  def out_dim(self) -> int:
-    return 1 if self.task == REGRESSION else self.num_classes
 
   def eval_splits(self) -> dict[str, Split]:
     return {"val": self.val}

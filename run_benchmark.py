@@ -528,6 +528,18 @@ def summary(ctx, mine, records, t0) -> str:
           f"{time.perf_counter() - t0:.1f}s")
 
 
+def chosen_by(comp: str, kind: str, choices) -> str:
+  """How a component's learning rate came about, for ``tableN.hparams.json``."""
+  from benchmark.components import LR_FROM
+  if "@" in comp:
+    return "the soup's sweep (soup.lrs or the protocol grid)"
+  if kind in choices:
+    return "grid on ID val"
+  if LR_FROM.get(kind) in choices:
+    return f"{LR_FROM[kind]}'s grid on ID val"
+  return "config"
+
+
 def write_hparams(path, per_dataset):
   """The hyperparameters every row was run with, next to its table: per
   dataset and method, each component's learning rate (and whether a grid
@@ -539,7 +551,7 @@ def write_hparams(path, per_dataset):
     rows = {}
     for m in methods:
       rows[m.name] = {comp: {"kind": sp.kind, "lr": sp.config.get("lr"),
-                             "chosen_by": "grid on ID val" if sp.kind in choices else "config"}
+                             "chosen_by": chosen_by(comp, sp.kind, choices)}
                       for comp, sp in m.specs(ctx, seeds[0]).items()}
       rows[m.name].update(m.config(ctx))
     out[name] = {"backbone": ctx.backbone.name, "preset": ctx.config.preset,

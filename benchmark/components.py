@@ -81,6 +81,8 @@ FROZEN, LIGHT, FULL, LORA = "frozen", "light", "full", "lora"
 # Model Ratatouille's components: a fine-tuning on an auxiliary task, and
 # LP->FT on the target task started from one.
 AUX_KINDS = ("aux_ft", "lp_ft_aux")
+# Kinds trained at another kind's (chosen) learning rate.
+LR_FROM = {"lp_ft_aux": "lp_ft"}
 
 
 class Context:

@@ -151,7 +151,7 @@ def test_sigkill_at_several_points_then_resume_gives_identical_tables(tmp_path):
 
 def test_two_shards_share_one_store_and_match_one_process(tmp_path):
   # With a learning-rate grid: the shards split the grid points too.
-  args = ["--method", "ft,fs,levi,a1,ft_zeroshot", "--dataset", "synthetic_spurious",
+  args = ["--method", "ft,fs,levi,a1,ft_zeroshot,ratatouille", "--dataset", "synthetic_spurious",
           "--seeds", "0,1", "--preset", "smoke", "--config.protocol.lr_grid=1e-3,3e-2"]
   one = tmp_path / "one"
   p = _popen(args, one)
@@ -174,4 +174,8 @@ def test_two_shards_share_one_store_and_match_one_process(tmp_path):
   assert sum(trained) == len(comps(one))
   assert not list(two.rglob("*.lock"))
   hp = json.loads((two / "tables" / "synthetic_spurious.hparams.json").read_text())
-  assert set(hp["synthetic_spurious"]["grids"]) == {"ft", "fs", "levi_light"}  # LP: no lr_grid_lp
+  assert set(hp["synthetic_spurious"]["grids"]) == {"ft", "fs", "levi_light", "lp_ft"}  # LP: no lr_grid_lp
+  rat = hp["synthetic_spurious"]["methods"]["ratatouille"]
+  assert rat["lp_ft"]["chosen_by"] == "grid on ID val"
+  assert rat["lp_ft_aux:s1_task"]["chosen_by"] == "lp_ft's grid on ID val"
+  assert rat["lp_ft_aux:s1_task"]["lr"] == rat["lp_ft"]["lr"]

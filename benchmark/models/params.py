@@ -99,21 +99,27 @@ def check_rules(model: nnx.Module, rules: Sequence[tuple[str, bool]]) -> tuple[i
   return int(n_train), count(flat)
 
 
+def weights_file(path, missing: str):
+  """``path``, or ``path/model.safetensors`` for a folder; ``missing`` is the
+  one-line error (after the path) when there is no such file."""
+  from pathlib import Path
+  p = Path(path)
+  if p.is_dir():
+    p = p / "model.safetensors"
+  if not p.is_file():
+    raise UserError(f"{p}: {missing}")
+  return p
+
+
 def read_safetensors(path, what: str) -> tuple[str, dict[str, np.ndarray]]:
   """A Hugging Face ``model.safetensors`` (the file, or its folder) as numpy
   arrays, without torch. Missing or unreadable files: one-line errors naming
   the file and the fix. Returns (file path, tensors)."""
-  from pathlib import Path
   from safetensors import SafetensorError
   from safetensors.numpy import load_file
 
-  p = Path(path)
-  if p.is_dir():
-    p = p / "model.safetensors"
-  src = str(p)
-  if not p.is_file():
-    raise UserError(f"{src}: {what} weights file not found; pass the path of a "
-                    f"Hugging Face model.safetensors (or its folder)")
+  src = str(weights_file(path, f"{what} weights file not found; pass the path of a "
+                               f"Hugging Face model.safetensors (or its folder)"))
   try:
     return src, load_file(src)
   except (SafetensorError, OSError, ValueError) as e:

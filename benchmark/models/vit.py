@@ -355,13 +355,9 @@ def load_vit(model: ViT, path: str | os.PathLike) -> None:
   patch grid are resampled; blocks past the model's depth are dropped (a
   truncated ViT). Classification heads are ignored. Anything else that does
   not fit is a one-line error naming the parameter."""
-  p = Path(path)
-  if p.is_dir():
-    p = p / "model.safetensors"
+  p = P.weights_file(path, "ViT checkpoint not found; pass a big_vision/AugReg .npz, "
+                          "or a Hugging Face ViT model.safetensors (or its folder)")
   src = str(p)
-  if not p.is_file():
-    raise UserError(f"{src}: ViT checkpoint not found; pass a big_vision/AugReg .npz, "
-                    f"or a Hugging Face ViT model.safetensors (or its folder)")
   with open(p, "rb") as f:
     head = f.read(9)
   if head[:4] == b"PK\x03\x04" or p.suffix == ".npz":

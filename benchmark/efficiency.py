@@ -221,12 +221,19 @@ def to_latex(rows: list[dict], caption: str) -> str:
 FROZEN_LARGE = ("lp", "levi_frozen")  # the large model's taps come from the cache
 
 
+def matmul_fn(dtype=jnp.float32, n: int = 2048):
+  """An ``n``x``n`` ``jnp.dot`` on the default device, as a callable that
+  waits for its result, and its FLOPs."""
+  a = jnp.ones((n, n), dtype)
+  f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
+  return (lambda: jax.block_until_ready(f(a))), 2 * n ** 3
+
+
 def matmul_rate(dtype=jnp.float32, n: int = 2048, repeats: int = 5) -> float:
   """FLOP/s of an ``n``x``n`` ``jnp.dot`` on the default device: the practical
   limit the estimates and the MFU figures are relative to."""
-  a = jnp.ones((n, n), dtype)
-  f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
-  return 2 * n ** 3 / _median_time(lambda: f(a), repeats)
+  fn, flops = matmul_fn(dtype, n)
+  return flops / _median_time(fn, repeats)
 
 
 def estimate(ctx, specs) -> tuple[float, list[float]]:

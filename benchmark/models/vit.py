@@ -26,6 +26,7 @@ import numpy as np
 from flax import nnx
 
 from benchmark.errors import UserError
+from benchmark.models import ops
 from benchmark.models import params as P
 from benchmark.models.bert import matmul_dtype
 from benchmark.models.small import image_to_float
@@ -111,14 +112,8 @@ class Attention(nnx.Module):
     self.out = _dense(h, h, cfg, rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    b, t, h = x.shape
-    d = h // self.num_heads
-    split = lambda y: y.reshape(b, t, self.num_heads, d)
-    q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-    scores = jnp.einsum("bqnd,bknd->bnqk", q, k) / math.sqrt(d)
-    probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(v.dtype)
-    ctx = jnp.einsum("bnqk,bknd->bqnd", probs, v).reshape(b, t, h)
-    return self.out(ctx)
+    q, k, v = ops.project(x, [self.query, self.key, self.value])
+    return self.out(ops.attention(q, k, v, self.num_heads))
 
 
 class Mlp(nnx.Module):
@@ -127,7 +122,7 @@ class Mlp(nnx.Module):
     self.fc2 = _dense(cfg.mlp_dim, cfg.hidden_size, cfg, rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+    return self.fc2(ops.gelu(self.fc1(x)))
 
 
 class Block(nnx.Module):

@@ -87,13 +87,16 @@ def _minilm_with_head(compute_dtype: str = "float32"):
   return model
 
 
-def _chunk_fns(model, rules, lr: float = 1e-4):
+def _chunk_fns(model, rules, lr: float = 1e-4, fresh: bool = False):
+  """The trainer's compiled functions for ``model``; ``fresh``: new ones, not
+  the trainer's cached ones (to trace them again, e.g. under other forms)."""
   from flax import nnx
 
   from benchmark import trainer as T
   rules = tuple(rules)
   graphdef, trainable, frozen, rest = nnx.split(model, T._filters(rules), nnx.Param, ...)
-  fns = T._compiled(graphdef, rules, "regression", None, ("adam", lr, 0.9, 0.0), (0.0, 1.0))
+  compiled = T._compiled.__wrapped__ if fresh else T._compiled
+  fns = compiled(graphdef, rules, "regression", None, ("adam", lr, 0.9, 0.0), (0.0, 1.0))
   return fns, trainable, frozen, rest, fns["tx"].init(trainable)
 
 
@@ -108,16 +111,21 @@ def ft_step(batch: int = 64, seq: int = 64, steps: int = 8, reps: int = 5) -> di
   mask = np.ones((batch, seq), np.int32)
   y = rng.normal(size=batch).astype(np.float32)
 
-  model = _minilm_with_head()
-  fns, trainable, frozen, rest, opt_state = _chunk_fns(model, [(r".*", True)])
   one = {"large": {"ids": ids, "mask": mask}, "small": {}, "label": y}
   chunk = jax.tree.map(lambda a: jnp.asarray(np.stack([a] * steps)), one)
-  state = [trainable, opt_state, rest]
 
-  def jax_steps():  # the trainer's compiled step, ``steps`` of them in one lax.scan
-    t, o, r, losses = fns["run_chunk"](state[0], state[1], frozen, state[2], chunk)
-    state[:] = [t, o, r]
-    losses.block_until_ready()
+  def steps_fn(fresh: bool = False):
+    """The trainer's compiled step, ``steps`` of them in one lax.scan."""
+    fns, trainable, frozen, rest, opt_state = _chunk_fns(
+        _minilm_with_head(), [(r".*", True)], fresh=fresh)
+    state = [trainable, opt_state, rest]
+
+    def run():
+      t, o, r, losses = fns["run_chunk"](state[0], state[1], frozen, state[2], chunk)
+      state[:] = [t, o, r]
+      losses.block_until_ready()
+    return run, fns, (trainable, opt_state, frozen, rest)
+  jax_steps, fns, (trainable, opt_state, frozen, rest) = steps_fn()
   flops = compiled_flops(fns["train_step"], trainable, opt_state, frozen, rest,
                          jax.tree.map(jnp.asarray, one))
   dot, dot_flops = matmul_fn(jnp.float32, 2048)
@@ -137,12 +145,23 @@ def ft_step(batch: int = 64, seq: int = 64, steps: int = 8, reps: int = 5) -> di
   _log("ft step: float32 2048x2048 matmul")
   t_dot = _timeit(matmuls, reps)
   jax_s, torch_s, peak = t_jax / steps, t_torch / steps, 10 * dot_flops / t_dot
+  # What the fast forms of benchmark.models.ops save: the same step traced with
+  # the plain ones (erfc GELU, three projections), the two interleaved.
+  from benchmark.models import ops
+  with ops.plain_forms():
+    plain_steps = steps_fn(fresh=True)[0]
+    plain_steps()  # traced and compiled here, under the plain forms
+  _log(f"ft step: plain forms against the harness's, interleaved, {reps} rounds")
+  t_plain, t_fast = _side_by_side([plain_steps, jax_steps], reps)
   return {"ft_step_vs_torch": torch_s / jax_s, "ft_step_mfu": flops / jax_s / peak,
           "detail": {"jax_examples_per_s": batch / jax_s, "torch_examples_per_s": batch / torch_s,
                      "step_gflop": flops / 1e9, "jax_gflop_per_s": flops / jax_s / 1e9,
                      "torch_gflop_per_s": flops / torch_s / 1e9,
                      "matmul_gflop_per_s": peak / 1e9, "batch": batch, "seq": seq,
-                     "steps_per_dispatch": steps, "torch_threads": _torch_threads()}}
+                     "steps_per_dispatch": steps, "torch_threads": _torch_threads(),
+                     "plain_forms_s_per_step": t_plain / steps,
+                     "fast_forms_s_per_step": t_fast / steps,
+                     "fast_forms_speedup": t_plain / t_fast}}
 
 
 def _torch_threads() -> int:

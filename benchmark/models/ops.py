@@ -2,12 +2,14 @@
 XLA's CPU backend runs fastest, with the same numbers as the plain forms
 (``tests/test_parity_minilm.py``, ``tests/test_parity_vit.py``).
 
-Measured on the ``ft`` step of ``minilm_l6`` (batch 64, 64 tokens, float32,
-2 CPU cores; ``docs/performance.md``): the erf form of GELU made the step 8%
-faster, one matmul for query/key/value another 4%.
+On the ``ft`` step of ``minilm_l6`` (batch 64, 64 tokens, float32, 2 CPU
+cores) the two together save 2-5% of the step (``python -m benchmark.perf
+--only ft_step`` times both forms side by side: ``fast_forms_speedup``); the
+GELU alone runs 7x faster (``docs/performance.md``).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import jax
@@ -16,6 +18,19 @@ import numpy as np
 from flax import nnx
 
 _SQRT_HALF = np.float32(1 / math.sqrt(2))
+_PLAIN = [False]
+
+
+@contextlib.contextmanager
+def plain_forms():
+  """Functions traced inside run the plain forms instead (``jax.nn.gelu``'s
+  erfc, one matmul per projection): ``benchmark.perf`` times both side by
+  side to show what the fast forms save."""
+  _PLAIN[0] = True
+  try:
+    yield
+  finally:
+    _PLAIN[0] = False
 
 
 def gelu(x: jax.Array) -> jax.Array:
@@ -23,6 +38,8 @@ def gelu(x: jax.Array) -> jax.Array:
   ``jax.nn.gelu(approximate=False)`` goes through ``erfc``, which XLA's CPU
   backend evaluates about 7x slower (8.9 ms against 1.2 ms on a
   ``[4096, 1536]`` float32 array); the two differ by under 5e-7."""
+  if _PLAIN[0]:
+    return jax.nn.gelu(x, approximate=False)
   return 0.5 * x * (1.0 + jax.lax.erf(x * _SQRT_HALF.astype(x.dtype)))
 
 
@@ -39,7 +56,7 @@ def project(x: jax.Array, layers) -> list[jax.Array]:
   CPU than three small ones, and its backward needs no sum of three input
   gradients). Layers that are not plain ``nnx.Linear`` (LoRA-wrapped ones) or
   differ in dtype are called one by one."""
-  if not _fusable(layers):
+  if _PLAIN[0] or not _fusable(layers):
     return [m(x) for m in layers]
   first = layers[0]
   kernel = jnp.concatenate([m.kernel[...] for m in layers], axis=-1)

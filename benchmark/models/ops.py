@@ -3,9 +3,10 @@ XLA's CPU backend runs fastest, with the same numbers as the plain forms
 (``tests/test_parity_minilm.py``, ``tests/test_parity_vit.py``).
 
 On the ``ft`` step of ``minilm_l6`` (batch 64, 64 tokens, float32, 2 CPU
-cores) the two together save 2-5% of the step (``python -m benchmark.perf
---only ft_step`` times both forms side by side: ``fast_forms_speedup``); the
-GELU alone runs 7x faster (``docs/performance.md``).
+cores) the two together save at most a few percent of the training step,
+inside the machine's noise (``python -m benchmark.perf --only ft_step`` times
+both forms side by side: ``fast_forms_speedup``); the GELU alone runs 7x
+faster, a layer's forward 1.5x (``docs/performance.md``).
 """
 from __future__ import annotations
 

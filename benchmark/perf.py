@@ -23,6 +23,11 @@ Keys (target):
   performed, for Tables 1 and 5 on MovieLens (``smoke`` preset, seed 0).
 - ``peak_rss_gib`` (<= 8): peak resident memory of a ``cpu``-preset MovieLens
   run (``--rss_methods``, seed 0), in a child process.
+
+On an accelerator the default is ``--only accel``: examples/s and MFU of the
+``ft`` step of ``minilm_l6``, ``t5_small`` and ``vit_b16`` in bfloat16 (no
+target; the figures the issue asks to report). The targets above are CPU
+figures.
 """
 from __future__ import annotations
 
@@ -42,7 +47,8 @@ TARGETS = {"ft_step_vs_torch": (">=", 1.2), "ft_step_mfu": (">=", 0.6),
            "cached_epoch_speedup": (">=", 50.0), "dispatch_efficiency": (">=", 0.5),
            "pipeline_efficiency": (">=", 0.95), "component_reuse": ("==", 1.0),
            "peak_rss_gib": ("<=", 8.0)}
-SECTIONS = ("ft_step", "cached_epoch", "pipeline", "reuse", "rss")
+SECTIONS = ("ft_step", "cached_epoch", "pipeline", "reuse", "rss", "accel")
+CPU_SECTIONS = SECTIONS[:-1]  # the default on CPU; on an accelerator: accel
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -71,20 +77,32 @@ def _side_by_side(fns, reps: int) -> list[float]:
 
 # -- ft step: JAX against PyTorch, and MFU ----------------------------------------
 
-def _minilm_with_head(compute_dtype: str = "float32"):
+def _with_head(name: str = "minilm_l6", compute_dtype: str = "float32", image: int = 224):
+  """A backbone with a one-output regression head, as ``ft`` trains it: its
+  weights where they load offline (MiniLM), else its seeded initialisation
+  (throughput does not depend on the weights)."""
   import ml_collections
   from flax import nnx
 
   from benchmark.data import REGRESSION, DatasetInfo
+  from benchmark.errors import UserError
   from benchmark.models import BACKBONES
   from benchmark.models.task import LargeWithHead
-  bb = BACKBONES.get("minilm_l6")
+  bb = BACKBONES.get(name)
   cfg = ml_collections.ConfigDict(dict(bb.defaults))
   cfg.compute_dtype = compute_dtype
-  info = DatasetInfo("perf", REGRESSION, 1, {"text": True}, {}, "text")
+  spec = {"image": (image, image, 3)} if bb.modality == "image" else {"text": True}
+  info = DatasetInfo("perf", REGRESSION, 1, spec, {}, bb.modality)
   model = LargeWithHead(bb.build(info, cfg, nnx.Rngs(0)), 1, rngs=nnx.Rngs(0))
-  bb.load(cfg, model.large)
+  try:
+    bb.load(cfg, model.large)
+  except UserError:
+    pass
   return model
+
+
+def _minilm_with_head(compute_dtype: str = "float32"):
+  return _with_head("minilm_l6", compute_dtype)
 
 
 def _chunk_fns(model, rules, lr: float = 1e-4, fresh: bool = False):
@@ -200,6 +218,53 @@ def _torch_ft_steps(ids, mask, y, steps: int):
     for _ in range(steps):
       step()
   return run
+
+
+# -- accelerator: the paper's backbones ---------------------------------------------
+
+ACCEL_BACKBONES = ("minilm_l6", "t5_small", "vit_b16")
+
+
+def accel(batch: int = 64, seq: int = 64, image: int = 224, steps: int = 8, reps: int = 5,
+          backbones=ACCEL_BACKBONES) -> dict:
+  """Examples/s and MFU of the ``ft`` step (Adam, every parameter trained) of
+  each backbone in bfloat16 (float32 accumulation and parameters), against
+  a bfloat16 ``jnp.dot`` on the same device (8192x8192 on an accelerator,
+  2048x2048 on CPU). Not a target: figures to report."""
+  import jax
+  import jax.numpy as jnp
+
+  from benchmark.efficiency import compiled_flops, matmul_fn
+  on_cpu = jax.default_backend() == "cpu"
+  dot, dot_flops = matmul_fn(jnp.bfloat16, 2048 if on_cpu else 8192)
+  _log("accel: bfloat16 matmul peak")
+  peak = dot_flops / _timeit(dot, reps)
+  rng = np.random.default_rng(0)
+  out = {"matmul_bf16_gflop_per_s": peak / 1e9, "device": str(jax.devices()[0]),
+         "batch": batch}
+  for name in backbones:
+    model = _with_head(name, "bfloat16", image)
+    if name.startswith("vit"):
+      view = {"image": rng.integers(0, 256, (batch, image, image, 3)).astype(np.uint8)}
+    else:
+      view = {"ids": rng.integers(5, 30000, (batch, seq)).astype(np.int32),
+              "mask": np.ones((batch, seq), np.int32)}
+    one = {"large": view, "small": {}, "label": rng.normal(size=batch).astype(np.float32)}
+    fns, trainable, frozen, rest, opt_state = _chunk_fns(model, [(r".*", True)])
+    chunk = jax.tree.map(lambda a: jnp.asarray(np.stack([a] * steps)), one)
+    state = [trainable, opt_state, rest]
+
+    def run():
+      t, o, r, losses = fns["run_chunk"](state[0], state[1], frozen, state[2], chunk)
+      state[:] = [t, o, r]
+      losses.block_until_ready()
+    flops = compiled_flops(fns["train_step"], trainable, opt_state, frozen, rest,
+                           jax.tree.map(jnp.asarray, one))
+    _log(f"accel: {name} ft step, {reps} rounds of {steps} steps")
+    step_s = _timeit(run, reps) / steps
+    out[name] = {"examples_per_s": batch / step_s, "step_gflop": flops / 1e9,
+                 "mfu": flops / step_s / peak}
+  return {"detail": out}
 
 
 # -- MovieLens: cached taps, dispatch, input pipeline ---------------------------------
@@ -360,12 +425,17 @@ def met(key: str, value: float) -> bool:
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--json", type=Path, help="write the results here")
-  ap.add_argument("--only", default=",".join(SECTIONS),
-                  help=f"comma-separated subset of {','.join(SECTIONS)}")
+  ap.add_argument("--only", default=None,
+                  help=f"comma-separated subset of {','.join(SECTIONS)} (default: all but "
+                       f"accel on CPU, accel alone on an accelerator)")
   ap.add_argument("--rss_methods", default="lp,levi",
                   help="methods of the cpu-preset MovieLens run whose peak RSS is measured")
   a = ap.parse_args(argv)
-  only = [s.strip() for s in a.only.split(",") if s.strip()]
+  if a.only is None:
+    import jax
+    only = list(CPU_SECTIONS if jax.default_backend() == "cpu" else ("accel",))
+  else:
+    only = [s.strip() for s in a.only.split(",") if s.strip()]
   bad = [s for s in only if s not in SECTIONS]
   if bad:
     print(f"error: unknown --only section(s) {', '.join(bad)}; use {','.join(SECTIONS)}",
@@ -377,7 +447,7 @@ def main(argv=None) -> int:
     tmp = Path(tmp)
     runs = {"ft_step": lambda: ft_step(), "cached_epoch": lambda: cached_epoch(tmp / "c"),
             "pipeline": lambda: pipeline(tmp / "p"), "reuse": lambda: reuse(tmp / "r"),
-            "rss": lambda: peak_rss(tmp / "m", a.rss_methods)}
+            "rss": lambda: peak_rss(tmp / "m", a.rss_methods), "accel": accel}
     for name in only:
       t = time.perf_counter()
       got = runs[name]()

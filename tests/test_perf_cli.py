@@ -22,3 +22,12 @@ def test_side_by_side_takes_medians():
   calls = []
   t = perf._side_by_side([lambda: calls.append("a"), lambda: calls.append("b")], 3)
   assert calls == ["a", "b"] * 4 and len(t) == 2 and all(x >= 0 for x in t)
+
+
+def test_accel_section_reports_each_backbone():
+  # Plumbing only (tiny sizes on CPU); the real figures need an accelerator.
+  got = perf.accel(batch=2, seq=8, steps=1, reps=1, backbones=("minilm_l6",))["detail"]
+  assert got["batch"] == 2 and got["matmul_bf16_gflop_per_s"] > 0
+  assert got["minilm_l6"]["examples_per_s"] > 0 and 0 < got["minilm_l6"]["mfu"] < 1
+  assert got["minilm_l6"]["step_gflop"] > 0
+  assert "accel" not in perf.CPU_SECTIONS and "accel" in perf.SECTIONS

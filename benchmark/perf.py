@@ -101,10 +101,6 @@ def _with_head(name: str = "minilm_l6", compute_dtype: str = "float32", image: i
   return model
 
 
-def _minilm_with_head(compute_dtype: str = "float32"):
-  return _with_head("minilm_l6", compute_dtype)
-
-
 def _chunk_fns(model, rules, lr: float = 1e-4, fresh: bool = False):
   """The trainer's compiled functions for ``model``; ``fresh``: new ones, not
   the trainer's cached ones (to trace them again, e.g. under other forms)."""
@@ -118,11 +114,33 @@ def _chunk_fns(model, rules, lr: float = 1e-4, fresh: bool = False):
   return fns, trainable, frozen, rest, fns["tx"].init(trainable)
 
 
-def ft_step(batch: int = 64, seq: int = 64, steps: int = 8, reps: int = 5) -> dict:
+def _ft_runner(model, one: dict, steps: int, fresh: bool = False):
+  """``ft`` (every parameter trained) on ``model``: a callable running
+  ``steps`` of the trainer's compiled steps in one ``lax.scan`` on copies of
+  the batch ``one``, and a callable giving one step's FLOPs (XLA's count)."""
   import jax
   import jax.numpy as jnp
 
-  from benchmark.efficiency import compiled_flops, matmul_fn
+  from benchmark.efficiency import compiled_flops
+  fns, trainable, frozen, rest, opt_state = _chunk_fns(model, [(r".*", True)], fresh=fresh)
+  chunk = jax.tree.map(lambda a: jnp.asarray(np.stack([a] * steps)), one)
+  state = [trainable, opt_state, rest]
+
+  def run():
+    t, o, r, losses = fns["run_chunk"](state[0], state[1], frozen, state[2], chunk)
+    state[:] = [t, o, r]
+    losses.block_until_ready()
+
+  def flops() -> float:
+    return compiled_flops(fns["train_step"], trainable, opt_state, frozen, rest,
+                          jax.tree.map(jnp.asarray, one))
+  return run, flops
+
+
+def ft_step(batch: int = 64, seq: int = 64, steps: int = 8, reps: int = 5) -> dict:
+  import jax.numpy as jnp
+
+  from benchmark.efficiency import matmul_fn
   rng = np.random.default_rng(0)
   ids = rng.integers(1000, 30000, (batch, seq)).astype(np.int32)
   ids[:, 0] = 101
@@ -130,22 +148,8 @@ def ft_step(batch: int = 64, seq: int = 64, steps: int = 8, reps: int = 5) -> di
   y = rng.normal(size=batch).astype(np.float32)
 
   one = {"large": {"ids": ids, "mask": mask}, "small": {}, "label": y}
-  chunk = jax.tree.map(lambda a: jnp.asarray(np.stack([a] * steps)), one)
-
-  def steps_fn(fresh: bool = False):
-    """The trainer's compiled step, ``steps`` of them in one lax.scan."""
-    fns, trainable, frozen, rest, opt_state = _chunk_fns(
-        _minilm_with_head(), [(r".*", True)], fresh=fresh)
-    state = [trainable, opt_state, rest]
-
-    def run():
-      t, o, r, losses = fns["run_chunk"](state[0], state[1], frozen, state[2], chunk)
-      state[:] = [t, o, r]
-      losses.block_until_ready()
-    return run, fns, (trainable, opt_state, frozen, rest)
-  jax_steps, fns, (trainable, opt_state, frozen, rest) = steps_fn()
-  flops = compiled_flops(fns["train_step"], trainable, opt_state, frozen, rest,
-                         jax.tree.map(jnp.asarray, one))
+  jax_steps, step_flops = _ft_runner(_with_head("minilm_l6"), one, steps)
+  flops = step_flops()
   dot, dot_flops = matmul_fn(jnp.float32, 2048)
 
   def matmuls():  # float32 2048x2048 jnp.dot, the machine's practical peak
@@ -153,8 +157,8 @@ def ft_step(batch: int = 64, seq: int = 64, steps: int = 8, reps: int = 5) -> di
       dot()
   # Each in its own block of rounds after its warm-up, not interleaved: on this
   # 2-core machine alternating them round by round slowed every one (JAX's
-  # step 58 -> 38-49 examples/s, PyTorch's 43 -> 38-41, the matmul 440 -> 345
-  # GFLOP/s), each leaving the allocator and the thread pools in a state that
+  # step 58 -> 38-49 examples/s, PyTorch's 43 -> 38-41, the matmul 420-466 ->
+  # 345 GFLOP/s), each leaving the allocator and the thread pools in a state that
   # costs the next.
   _log(f"ft step: JAX, {reps} rounds of {steps} steps")
   t_jax = _timeit(jax_steps, reps)
@@ -167,7 +171,7 @@ def ft_step(batch: int = 64, seq: int = 64, steps: int = 8, reps: int = 5) -> di
   # the plain ones (erfc GELU, three projections), the two interleaved.
   from benchmark.models import ops
   with ops.plain_forms():
-    plain_steps = steps_fn(fresh=True)[0]
+    plain_steps = _ft_runner(_with_head("minilm_l6"), one, steps, fresh=True)[0]
     plain_steps()  # traced and compiled here, under the plain forms
   _log(f"ft step: plain forms against the harness's, interleaved, {reps} rounds")
   t_plain, t_fast = _side_by_side([plain_steps, jax_steps], reps)
@@ -234,7 +238,7 @@ def accel(batch: int = 64, seq: int = 64, image: int = 224, steps: int = 8, reps
   import jax
   import jax.numpy as jnp
 
-  from benchmark.efficiency import compiled_flops, matmul_fn
+  from benchmark.efficiency import matmul_fn
   on_cpu = jax.default_backend() == "cpu"
   dot, dot_flops = matmul_fn(jnp.bfloat16, 2048 if on_cpu else 8192)
   _log("accel: bfloat16 matmul peak")
@@ -250,16 +254,8 @@ def accel(batch: int = 64, seq: int = 64, image: int = 224, steps: int = 8, reps
       view = {"ids": rng.integers(5, 30000, (batch, seq)).astype(np.int32),
               "mask": np.ones((batch, seq), np.int32)}
     one = {"large": view, "small": {}, "label": rng.normal(size=batch).astype(np.float32)}
-    fns, trainable, frozen, rest, opt_state = _chunk_fns(model, [(r".*", True)])
-    chunk = jax.tree.map(lambda a: jnp.asarray(np.stack([a] * steps)), one)
-    state = [trainable, opt_state, rest]
-
-    def run():
-      t, o, r, losses = fns["run_chunk"](state[0], state[1], frozen, state[2], chunk)
-      state[:] = [t, o, r]
-      losses.block_until_ready()
-    flops = compiled_flops(fns["train_step"], trainable, opt_state, frozen, rest,
-                           jax.tree.map(jnp.asarray, one))
+    run, step_flops = _ft_runner(model, one, steps)
+    flops = step_flops()
     _log(f"accel: {name} ft step, {reps} rounds of {steps} steps")
     step_s = _timeit(run, reps) / steps
     out[name] = {"examples_per_s": batch / step_s, "step_gflop": flops / 1e9,

@@ -164,6 +164,15 @@ class Context:
     return {"rank": int(c.rank), "alpha": float(c.alpha),
             "targets": self.backbone.lora_targets}
 
+  def _oov_cfg(self, reads_small: bool, trains_large: bool) -> dict:
+    """``{"oov_rate": r}`` for a network whose trained embeddings read a
+    categorical view (``cat_vocab``): the small model's, or the large model's
+    when it trains; nothing otherwise, nor when the rate is 0."""
+    rate = float(self.config.model.oov_rate)
+    cats = ((reads_small and "cat_vocab" in self.info.small_spec)
+            or (trains_large and "cat_vocab" in self.info.large_spec))
+    return {"oov_rate": rate} if cats and rate > 0 else {}
+
   def pretrain_spec(self) -> ComponentSpec | None:
     if self.backbone.source != "pretrain_split":
       return None
@@ -174,7 +183,7 @@ class Context:
     p = self.config.pretrain
     cfg = {"dataset": self.info.name, "data": self.fingerprint, "large": self._large_cfg(),
            "optimizer": "adam", "lr": float(self.config.lr.pretrain),
-           "epochs": p.epochs, "batch_size": p.batch_size}
+           "epochs": p.epochs, "batch_size": p.batch_size, **self._oov_cfg(False, True)}
     return ComponentSpec("pretrain", int(p.seed), cfg)
 
   def _with_pretrain(self, deps=()) -> tuple:
@@ -183,6 +192,12 @@ class Context:
 
   def spec(self, kind: str, seed: int) -> ComponentSpec:
     """The spec of component ``kind`` for ``seed`` under the current config."""
+    s = self._spec(kind, seed)
+    oov = self._oov_cfg(s.config.get("small") is not None,
+                        "large" in s.config and kind != "lp" and s.config.get("mode") != FROZEN)
+    return dataclasses.replace(s, config={**s.config, **oov}) if oov else s
+
+  def _spec(self, kind: str, seed: int) -> ComponentSpec:
     large = self._large_cfg()
     if kind in ("ft", "ht", "lp", "fs"):
       cfg = {**self._common(kind, kind), "large": large}
@@ -262,9 +277,11 @@ class Context:
                      "out_dim": a.out_dim}}
       del cfg["data"]        # trained on the auxiliary rows, not the target's
       cfg.pop("label_scale", None)
+      cfg.update(self._oov_cfg(False, True))
       return ComponentSpec("aux_ft", int(r.aux_seed), cfg, self._with_pretrain())
     if kind == "lp_ft_aux":
-      cfg = {**self._common("lp_ft", "lp_ft"), "large": self._large_cfg(), "aux": aux}
+      cfg = {**self._common("lp_ft", "lp_ft"), "large": self._large_cfg(), "aux": aux,
+             **self._oov_cfg(False, True)}
       deps = (("lp", self.spec("lp", seed)), ("aux", self.aux_spec("aux_ft", aux, seed)))
       return ComponentSpec("lp_ft_aux", seed, cfg, self._with_pretrain(deps))
     raise ValueError(kind)
@@ -541,6 +558,7 @@ class Context:
         steps_per_dispatch=c.steps_per_dispatch, eval_batch_size=c.eval_batch_size,
         label_scale=T.label_scale(task, np.asarray(
             getattr(data, extra.get("train_split", "train")).label)),
+        oov_rate=float(spec.config.get("oov_rate", 0.0)),
         desc=f"{spec.kind} s{spec.seed}",
         checkpoint=self.train_checkpoint(spec), **extra)
     self.progress(f"training {spec.kind} (seed {spec.seed}) [{spec.key}]")

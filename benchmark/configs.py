@@ -48,6 +48,10 @@ def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
       embed_dim=32,             # small model's embedding width per id column
       a5_heads=0,               # A5's heads; 0 = as many as LEVI's adapters
       cnn_features=(32, 64, 64, 64),  # App. D.2: the vision small model's convolutions
+      # Categorical ids replaced by the out-of-vocabulary id 0 in training
+      # batches, so that values unseen in ID training get a trained embedding
+      # (docs/fidelity.md); 0 = off (id 0 then keeps its random init).
+      oov_rate=0.05,
   ))
   # LoRA (Sec. 5.3) on the large model's attention projections: rows lora and
   # levi_lora. The paper gives no rank; 8 with alpha 8 (scale 1) is LoRA's
@@ -154,6 +158,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for k in ("batch_size", "eval_batch_size", "epochs", "eval_every"):
     _positive(k, c[k])
   _positive("pretrain.epochs", c.pretrain.epochs)
+  if not 0.0 <= c.model.oov_rate < 1.0:
+    raise UserError(f"config model.oov_rate={c.model.oov_rate!r} must be in [0, 1); "
+                    f"fix --config.model.oov_rate (0 turns it off)")
   if not math.isfinite(c.checkpoint_every_s):
     raise UserError("config checkpoint_every_s must be finite (0: every epoch, -1: never); "
                     "fix --config.checkpoint_every_s")

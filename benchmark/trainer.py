@@ -65,6 +65,10 @@ class TrainJob:
   cache_key: str | None = None
   # Saves the state after epochs and resumes from it (``checkpoint.TrainCheckpoint``).
   checkpoint: Any = None
+  # Fraction of categorical ids (``cat`` leaves of the views) replaced by id 0,
+  # the out-of-vocabulary bucket, in training batches: values never seen in ID
+  # training (every OOD movie, product, ...) then meet a trained embedding.
+  oov_rate: float = 0.0
 
 
 @dataclasses.dataclass
@@ -266,6 +270,23 @@ def _map_batches(fn, arrays, n: int, bs: int) -> Any:
   return jax.tree.map(lambda o: o[inverse], out)
 
 
+OOV_ID = 0  # ``data.encode_categories``: the id of every value unseen in training
+
+
+def replace_with_oov(chunk, rate: float, rng: np.random.Generator):
+  """``chunk`` with each categorical id (the ``cat`` leaf of a view) replaced
+  by ``OOV_ID`` with probability ``rate``; other leaves untouched. Drawn on
+  the host from ``rng``, so a batch is a pure function of the seed."""
+  out = dict(chunk)
+  for name in ("small", "large"):
+    view = chunk.get(name)
+    if isinstance(view, Mapping) and "cat" in view:
+      cat = np.asarray(view["cat"])
+      drop = rng.random(cat.shape) < rate
+      out[name] = {**view, "cat": np.where(drop, OOV_ID, cat).astype(cat.dtype)}
+  return out
+
+
 def _large_frozen(model, rules) -> bool:
   if getattr(model, "large", None) is None or not hasattr(model, "select_taps"):
     return False
@@ -389,6 +410,8 @@ def train(job: TrainJob, splits: ShiftSplits,
     perm = rng.permutation(n)[: steps_per_epoch * bs].reshape(steps_per_epoch, bs)
     if epoch < start_epoch:
       continue
+    # Its own stream per epoch: a resumed run replaces the same ids.
+    oov_rng = np.random.default_rng([job.seed, epoch, 0x00F]) if job.oov_rate > 0 else None
     epoch_losses = []
     pending = None  # the dispatched chunk whose losses are not read yet
 
@@ -405,8 +428,10 @@ def train(job: TrainJob, splits: ShiftSplits,
       idx = perm[c:c + k]
       # Gathered (e.g. images from a memory-mapped cache) while the device
       # still runs the previous chunk: dispatch is asynchronous.
-      batches = meshlib.put(jax.tree.map(lambda a: a[idx], train_arrays), chunk_sharding,
-                            batch_axis=1)
+      host = jax.tree.map(lambda a: a[idx], train_arrays)
+      if oov_rng is not None:
+        host = replace_with_oov(host, job.oov_rate, oov_rng)
+      batches = meshlib.put(host, chunk_sharding, batch_axis=1)
       if pending is not None:
         check(pending)
       if len(idx) == 1:

@@ -47,6 +47,16 @@ class Method:
     """Method-level hyperparameters that are not part of any component."""
     return {}
 
+  def why_not(self, ctx: Context) -> str | None:
+    """Why this method does not apply to ``ctx``'s dataset and backbone (one
+    phrase, e.g. for an ``n/a`` cell), or None when it does. ``--method all``
+    leaves out the methods that do not apply."""
+    if self.needs_lora and ctx.backbone.lora_targets is None:
+      return f"{ctx.backbone.name} has no attention projections for LoRA"
+    if self.needs_aux and not ctx.splits.aux:
+      return f"{ctx.info.name} declares no auxiliary tasks"
+    return None
+
 
 METHODS: Registry[Method] = Registry("method")
 

@@ -512,6 +512,7 @@ def run_sweep(ctx, methods, seeds, shard):
   seed) of this shard. ``records`` is None while other shards are running."""
   from benchmark import protocol, sweep
   choices = sweep.select(ctx, methods, seeds[0], shard)
+  ctx = ctx.with_lrs(sweep.chosen_lrs(choices))
   mine = protocol.run(ctx, methods, seeds, shard)
   records = mine if shard[1] == 1 else protocol.collect(ctx, methods, seeds)
   if records is None:
@@ -530,13 +531,14 @@ def summary(ctx, mine, records, t0) -> str:
 
 def chosen_by(comp: str, kind: str, choices) -> str:
   """How a component's learning rate came about, for ``tableN.hparams.json``."""
-  from benchmark.components import LR_FROM
+  from benchmark.kinds import KINDS
   if "@" in comp:
     return "the soup's sweep (soup.lrs or the protocol grid)"
   if kind in choices:
     return "grid on ID val"
-  if LR_FROM.get(kind) in choices:
-    return f"{LR_FROM[kind]}'s grid on ID val"
+  lr_of = KINDS.get(kind).lr_of
+  if lr_of in choices:
+    return f"{lr_of}'s grid on ID val"
   return "config"
 
 
@@ -547,7 +549,9 @@ def write_hparams(path, per_dataset):
   import json
   from benchmark.store import atomic_write_text
   out = {}
+  from benchmark.sweep import chosen_lrs
   for name, (ctx, methods, seeds, choices) in per_dataset.items():
+    ctx = ctx.with_lrs(chosen_lrs(choices))  # the specs every row ran with
     rows = {}
     for m in methods:
       rows[m.name] = {comp: {"kind": sp.kind, "lr": sp.config.get("lr"),

@@ -17,12 +17,11 @@ from benchmark.errors import UserError
 
 PRESETS = ("smoke", "cpu", "paper")
 
-# Learning rates per component kind. The paper sweeps {1e-4, 1e-3, 1e-2, 1e-1}
-# ({1e-3, ..., 10} for LP) and selects on ID validation (App. D.3).
+# The paper sweeps learning rates {1e-4, 1e-3, 1e-2, 1e-1} ({1e-3, ..., 10}
+# for LP) and selects on ID validation (App. D.3). Each component kind
+# declares its lr key, default and grid (``benchmark.kinds``).
 PAPER_LR_GRID = "1e-4,1e-3,1e-2,1e-1"     # App. D.3, every method ...
 PAPER_LR_GRID_LP = "1e-3,1e-2,1e-1,1,10"  # ... but linear probing
-DEFAULT_LR = dict(pretrain=1e-3, ft=1e-3, ht=1e-3, lp=1e-2, fs=1e-3, lp_ft=1e-4,
-                  small=1e-3, levi=1e-3, lora=1e-3)
 
 
 def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
@@ -41,7 +40,8 @@ def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
   # Mid-training checkpoints (orbax, WORKDIR/ckpt/): after an epoch, when this
   # many seconds passed since the last one; 0 = every epoch, -1 = never.
   c.checkpoint_every_s = 60.0
-  c.lr = ml_collections.ConfigDict(dict(DEFAULT_LR))
+  from benchmark import kinds
+  c.lr = ml_collections.ConfigDict(kinds.lr_defaults())
   c.model = ml_collections.ConfigDict(dict(
       small_hidden=(512, 256),  # App. D.2: two-layer MLP, 512 and 256 units
       adapter_hidden=256,       # App. D.2: 256 (recommendation), 1024 (vision)
@@ -79,6 +79,10 @@ def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
       {k: dict(v) for k, v in (backbone_defaults or {}).items()})
   c.data = ml_collections.ConfigDict(
       {k: dict(v) for k, v in (data_defaults or {}).items()})
+  for group, values in kinds.config_defaults().items():  # groups kinds add (e.g. l2sp)
+    if group in c:
+      raise ValueError(f"config group {group!r} of a component kind exists already")
+    c[group] = ml_collections.ConfigDict(dict(values))
   return c
 
 

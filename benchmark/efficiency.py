@@ -218,7 +218,10 @@ def to_latex(rows: list[dict], caption: str) -> str:
 
 
 # -- cost estimates for --dry_run ------------------------------------------------
-FROZEN_LARGE = ("lp", "levi_frozen")  # the large model's taps come from the cache
+def _frozen_large(kind: str) -> bool:
+  """The large model's taps come from the cache."""
+  from benchmark.kinds import FROZEN, KINDS
+  return KINDS.get(kind).large == FROZEN
 
 
 def matmul_fn(dtype=jnp.float32, n: int = 2048):
@@ -259,7 +262,7 @@ def estimate(ctx, specs) -> tuple[float, list[float]]:
     data, _ = ctx.training_data(spec)   # an auxiliary task's rows for aux_ft
     n_train = len(s.pretrain if spec.kind == "pretrain" else data.train)
     f = flops(spec.kind)
-    if spec.kind in FROZEN_LARGE:
+    if _frozen_large(spec.kind):
       f = max(f - flops("ft"), 0.0)  # the large forward is read from the cache
       cache_needed = True
     evals = (len(data.val) * int(c.get("epochs", 1)) // max(1, int(c.get("eval_every", 1)))

@@ -36,7 +36,7 @@ def layer_frame(contexts: Mapping[str, object], seeds: Sequence[int], progress) 
   block, seed) with its ID and OOD scores."""
   rows = []
   for name, ctx in contexts.items():
-    n = ctx._num_blocks()
+    n = ctx.num_blocks()
     for tap in range(n):
       for seed in seeds:
         progress(f"figure 4: {name} block {tap + 1}/{n} seed {seed}")

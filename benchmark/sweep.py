@@ -23,27 +23,27 @@ from typing import Sequence
 from benchmark import metrics
 from benchmark.components import ComponentFailed, ComponentSpec, Context
 from benchmark.configs import parse_grid
-
-# Trained with their config's lr, not a choice on the target's ID validation:
-# pre-training; an auxiliary fine-tuning (``ratatouille.aux_lr``); LP->FT from
-# an auxiliary fine-tuning (LP->FT's chosen lr, as the plain-start ingredient).
-NOT_TUNED = ("pretrain", "aux_ft", "lp_ft_aux")
+from benchmark.kinds import KINDS
 
 
 def grid(ctx: Context, kind: str) -> list[float]:
-  p = ctx.config.protocol
-  return (parse_grid(p.lr_grid_lp, "lr_grid_lp") if kind == "lp"
-          else parse_grid(p.lr_grid, "lr_grid"))
+  """The learning-rate grid that tunes ``kind`` (``ComponentKind.grid``)."""
+  key = KINDS.get(kind).grid
+  return parse_grid(ctx.config.protocol[key], key)
 
 
 def tuned_kinds(ctx: Context, methods: Sequence, seed: int) -> list[str]:
-  """Component kinds the methods need, dependencies first (LP before LP->FT)."""
+  """Component kinds whose lr the protocol chooses for these methods,
+  dependencies first (LP before LP->FT). A kind that trains at another
+  kind's choice (``lr_of``: not tuned itself) brings that kind in."""
   kinds: list[str] = []
   for m in methods:
     for spec in m.specs(ctx, seed).values():
       for s in spec.all_specs():
-        if s.kind not in kinds and s.kind not in NOT_TUNED:
-          kinds.append(s.kind)
+        k = KINDS.get(s.kind)
+        name = k.name if k.tuned else k.lr_of
+        if name and name not in kinds and KINDS.get(name).tuned:
+          kinds.append(name)
   return kinds
 
 
@@ -58,25 +58,32 @@ class Choice:
     return dataclasses.asdict(self)
 
 
+def chosen_lrs(choices: dict[str, Choice]) -> dict[str, float]:
+  return {k: c.lr for k, c in choices.items()}
+
+
 def select(ctx: Context, methods: Sequence, seed: int,
            shard: tuple[int, int] = (0, 1)) -> dict[str, Choice]:
-  """Trains each tuned kind's grid at ``seed`` (what the store lacks), picks
-  the value with the best ID validation score and sets it on ``ctx`` (so
-  every later ``ctx.spec`` uses it). With ``shard=(i, n)`` this process trains
-  every n-th grid point first, then waits for the others' (claims)."""
+  """Trains each tuned kind's grid at ``seed`` (what the store lacks) and
+  returns, per kind, the value with the best ID validation score; nothing on
+  ``ctx`` changes (``ctx.with_lrs(chosen_lrs(choices))`` uses them). Later
+  kinds are built with earlier choices (LP->FT from the chosen LP). With
+  ``shard=(i, n)`` this process trains every n-th grid point first, then
+  waits for the others' (claims)."""
   choices: dict[str, Choice] = {}
   i, n = shard
   for kind in tuned_kinds(ctx, methods, seed):
     values = grid(ctx, kind)
     if not values:
       continue
-    specs = [ctx.spec_with_lr(kind, seed, v) for v in values]
+    cur = ctx.with_lrs(chosen_lrs(choices))
+    specs = [cur.spec_with_lr(kind, seed, v) for v in values]
     for j, spec in enumerate(specs):  # this shard's share first
       if j % n == i:
-        _try(ctx, spec)
+        _try(cur, spec)
     cands = []
     for v, spec in zip(values, specs):
-      res = _try(ctx, spec)
+      res = _try(cur, spec)
       cands.append({"lr": v, "key": spec.key,
                     "status": "failed" if res is None else "ok",
                     "val": None if res is None else float(res.record["scores"]["val"])})
@@ -87,7 +94,6 @@ def select(ctx: Context, methods: Sequence, seed: int,
     for c in ok[1:]:
       if metrics.better(ctx.task, c["val"], best["val"]):
         best = c
-    ctx.lr_override[kind] = best["lr"]
     choices[kind] = Choice(kind, best["lr"], best["val"], cands)
     ctx.progress(f"selected lr {best['lr']:g} for {kind} (ID val {best['val']:.4f})")
   return choices
@@ -114,20 +120,15 @@ def pending(ctx: Context, methods: Sequence, seeds: Sequence[int]) -> list[tuple
         seen.add(s.key)
         out.append((s, why))
 
-  unchosen = []
+  cur = ctx
   for kind in tuned_kinds(ctx, methods, seeds[0]):
     values = grid(ctx, kind)
     for v in values:
-      add(ctx.spec_with_lr(kind, seeds[0], v), "grid")
-    if values and kind not in ctx.lr_override:
-      unchosen.append(kind)
-      ctx.lr_override[kind] = values[0]  # stands in for the choice to come
-  try:
-    for m in methods:
-      for seed in seeds:
-        for spec in m.specs(ctx, seed).values():
-          add(spec, "seeds")
-  finally:
-    for kind in unchosen:
-      del ctx.lr_override[kind]
+      add(cur.spec_with_lr(kind, seeds[0], v), "grid")
+    if values and kind not in cur.lrs:
+      cur = cur.with_lrs({kind: values[0]})  # stands in for the choice to come
+  for m in methods:
+    for seed in seeds:
+      for spec in m.specs(cur, seed).values():
+        add(spec, "seeds")
   return out

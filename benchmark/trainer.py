@@ -23,11 +23,13 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from benchmark import locks
 from benchmark import mesh as meshlib
 from benchmark import metrics
 from benchmark.data import REGRESSION, ShiftSplits, Split
+from benchmark.batching import (  # noqa: F401  (re-exported: tests and perf use them)
+    OOV_ID, SEQ_MULTIPLE, _map_batches, _round_batch, eval_batch, replace_with_oov, trim_tokens)
 from benchmark.models import params as P
+from benchmark.tap_cache import FeatureCache  # noqa: F401
 
 
 class TrainingDiverged(RuntimeError):
@@ -69,6 +71,10 @@ class TrainJob:
   # the out-of-vocabulary bucket, in training batches: values never seen in ID
   # training (every OOD movie, product, ...) then meet a trained embedding.
   oov_rate: float = 0.0
+  # An extra loss term ``fn(params, start) -> scalar`` over the trainable
+  # parameters by flat name, now and at the start of training (a regulariser,
+  # e.g. L2 towards the pre-trained weights); hashable.
+  loss_term: Callable | None = None
 
 
 @dataclasses.dataclass
@@ -126,9 +132,16 @@ def _filters(rules):
   return trainable
 
 
+def flat_names(tree) -> dict[str, jax.Array]:
+  """The leaves of a parameter state by flat name (``large/blocks/0/...``),
+  traceable inside jit."""
+  return {P.path_str(p): v for p, v in P._walk(nnx.to_pure_dict(tree))}
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled(graphdef, rules: tuple, task: str, head_weights: tuple | None,
-              opt: tuple, scale: tuple[float, float]) -> dict[str, Callable]:
+              opt: tuple, scale: tuple[float, float],
+              loss_term: Callable | None = None) -> dict[str, Callable]:
   """The jitted functions of one (architecture, freezing, loss, optimizer):
   built once and shared by every seed."""
   trainable_f = _filters(rules)
@@ -142,24 +155,27 @@ def _compiled(graphdef, rules: tuple, task: str, head_weights: tuple | None,
     new_rest = nnx.split(model, trainable_f, nnx.Param, ...)[3]
     return out, new_rest
 
-  def loss_fn(trainable, frozen, rest, batch):
+  def loss_fn(trainable, frozen, rest, batch, start):
     out, new_rest = forward(trainable, frozen, rest, batch, True)
     per_head = head_losses(task, out, batch["label"], scale)
     w = (jnp.full(per_head.shape, 1.0 / per_head.shape[0]) if head_weights is None
          else jnp.asarray(head_weights, per_head.dtype))
-    return jnp.sum(w * per_head), new_rest
+    loss = jnp.sum(w * per_head)
+    if loss_term is not None:
+      loss = loss + loss_term(flat_names(trainable), flat_names(start))
+    return loss, new_rest
 
-  def train_step(trainable, opt_state, frozen, rest, batch):
+  def train_step(trainable, opt_state, frozen, rest, batch, start=None):
     (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        trainable, frozen, rest, batch)
+        trainable, frozen, rest, batch, start)
     updates, opt_state = tx.update(grads, opt_state, trainable)
     return optax.apply_updates(trainable, updates), opt_state, rest, loss
 
   @jax.jit
-  def run_chunk(trainable, opt_state, frozen, rest, batches):
+  def run_chunk(trainable, opt_state, frozen, rest, batches, start=None):
     def body(carry, batch):
       t, o, r = carry
-      t, o, r, loss = train_step(t, o, frozen, r, batch)
+      t, o, r, loss = train_step(t, o, frozen, r, batch, start)
       return (t, o, r), loss
     (trainable, opt_state, rest), losses = jax.lax.scan(
         body, (trainable, opt_state, rest), batches)
@@ -182,161 +198,11 @@ def _compiled_encoder(graphdef):
   return encode
 
 
-def _round_batch(bs: int, n: int) -> int:
-  shards = meshlib.num_data_shards()
-  bs = min(bs, n)
-  bs -= bs % shards
-  if bs <= 0:
-    raise ValueError(f"{n} examples cannot fill a batch over {shards} devices")
-  return bs
-
-
-def eval_batch(n: int, bs: int) -> int:
-  """Batch size for predicting ``n`` examples: a power of two (at least the
-  device count, at most ``bs``), so that splits of any size share a few
-  compiled shapes instead of compiling one program per split length."""
-  shards = meshlib.num_data_shards()
-  b = max(shards, 1 << max(0, (n - 1).bit_length()))
-  b = min(b, max(shards, bs - bs % shards))
-  return b - b % shards
-
-
-SEQ_MULTIPLE = 8  # token views are cut to a multiple of this many positions
-
-
-def _token_mask(arrays) -> np.ndarray | None:
-  """The ``[N, T]`` token mask of a right-padded token view (the view itself
-  or an example tree's ``"large"`` entry), or None for other views."""
-  for view in (arrays, arrays.get("large") if isinstance(arrays, Mapping) else None):
-    if isinstance(view, Mapping) and "mask" in view and np.ndim(view["mask"]) == 2:
-      return np.asarray(view["mask"])
-  return None
-
-
-def _cut_tokens(arrays, length: int):
-  """``arrays`` with every ``[N, T]`` leaf of its token view cut to ``length``
-  positions. Right padding is masked out of attention and pooling, so the
-  cut changes no output; it saves the padded positions' compute."""
-  def cut(view):
-    t = view["mask"].shape[1]
-    return {k: (v[:, :length] if np.ndim(v) == 2 and v.shape[1] == t else v)
-            for k, v in view.items()}
-  if "mask" in arrays:
-    return cut(arrays)
-  return {**arrays, "large": cut(arrays["large"])}
-
-
-def _needed_length(mask: np.ndarray) -> int:
-  """Positions that hold every token of ``mask``'s rows, rounded up to
-  ``SEQ_MULTIPLE`` (so that batches share a few compiled shapes)."""
-  t = mask.shape[1]
-  longest = int(mask.sum(axis=1).max()) if len(mask) else 1
-  return min(t, -(-max(longest, 1) // SEQ_MULTIPLE) * SEQ_MULTIPLE)
-
-
-def trim_tokens(arrays):
-  """``arrays`` cut to the positions its longest token sequence needs."""
-  mask = _token_mask(arrays)
-  return arrays if mask is None else _cut_tokens(arrays, _needed_length(mask))
-
-
-def _map_batches(fn, arrays, n: int, bs: int) -> Any:
-  """Applies jitted ``fn`` to padded, sharded batches of host ``arrays``;
-  concatenates the outputs (in the input order) and cuts the padding.
-
-  Token views are bucketed: examples go in order of length and each batch is
-  cut to the positions its longest example needs, rounded up to
-  ``SEQ_MULTIPLE``. Outputs are per example, so the order is undone after."""
-  b = eval_batch(n, bs)
-  sharding = meshlib.batch_sharding(0)
-  mask = _token_mask(arrays)
-  order = (np.argsort(mask.sum(axis=1), kind="stable") if mask is not None
-           else np.arange(n))
-  outs = []
-  for start in range(0, n, b):
-    idx = order[start:start + b]
-    pad = b - len(idx)  # one batch size for every batch, the last one included
-    idx = np.concatenate([idx, np.full(pad, idx[0], idx.dtype)]) if pad else idx
-    batch = jax.tree.map(lambda a: a[idx], arrays)
-    if mask is not None:
-      batch = _cut_tokens(batch, _needed_length(mask[idx]))
-    batch = meshlib.put(batch, sharding, batch_axis=0)
-    outs.append(jax.tree.map(lambda o: meshlib.fetch(o)[: len(idx) - pad], fn(batch)))
-  out = jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
-  if mask is None:
-    return out
-  inverse = np.empty_like(order)
-  inverse[order] = np.arange(n)
-  return jax.tree.map(lambda o: o[inverse], out)
-
-
-OOV_ID = 0  # ``data.encode_categories``: the id of every value unseen in training
-
-
-def replace_with_oov(chunk, rate: float, rng: np.random.Generator):
-  """``chunk`` with each categorical id (the ``cat`` leaf of a view) replaced
-  by ``OOV_ID`` with probability ``rate``; other leaves untouched. Drawn on
-  the host from ``rng``, so a batch is a pure function of the seed."""
-  out = dict(chunk)
-  for name in ("small", "large"):
-    view = chunk.get(name)
-    if isinstance(view, Mapping) and "cat" in view:
-      cat = np.asarray(view["cat"])
-      drop = rng.random(cat.shape) < rate
-      out[name] = {**view, "cat": np.where(drop, OOV_ID, cat).astype(cat.dtype)}
-  return out
-
-
 def _large_frozen(model, rules) -> bool:
   if getattr(model, "large", None) is None or not hasattr(model, "select_taps"):
     return False
   match = P.rule_matcher(rules)
   return not any(match(k) for k in P.flat_params(model) if k.startswith("large/"))
-
-
-class FeatureCache:
-  """Tap lists of frozen large models, by (cache key, pool name), in memory and,
-  with ``disk_dir``, on disk (``<disk_dir>/<key>/<pool>.npz``), so that LP,
-  LEVI with a pre-trained model and every seed share one computation, across
-  invocations too. The key must identify the weights and the data."""
-
-  def __init__(self, disk_dir=None):
-    self._d: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
-    self.disk_dir = disk_dir
-    self.hits = 0
-    self.misses = 0
-    self.poll_s = 2.0
-
-  def get(self, key: str, pool: str, compute) -> tuple[np.ndarray, ...]:
-    k = (key, pool)
-    if k in self._d:
-      self.hits += 1
-      return self._d[k]
-    if self.disk_dir is None:
-      self.misses += 1
-      self._d[k] = tuple(np.asarray(t) for t in compute())
-      return self._d[k]
-    from benchmark.store import RunStore  # no cycle at import time
-    path = self.disk_dir / key / f"{pool.replace('/', '__')}.npz"
-    while not path.exists():
-      # Processes sharing the workdir compute each pool once: one holds the
-      # claim, the others wait for its file.
-      claim = locks.try_claim(path.with_name(path.name + ".lock"))
-      if claim is None:
-        time.sleep(self.poll_s)
-        continue
-      with claim:
-        if path.exists():
-          break
-        self.misses += 1
-        taps = tuple(np.asarray(t) for t in compute())
-        RunStore.write_arrays(path, {f"tap{i}": t for i, t in enumerate(taps)})
-        self._d[k] = taps
-        return taps
-    arrs = RunStore.read_arrays(path)
-    self.hits += 1
-    self._d[k] = tuple(arrs[f"tap{i}"] for i in range(len(arrs)))
-    return self._d[k]
 
 
 def train(job: TrainJob, splits: ShiftSplits,
@@ -348,10 +214,13 @@ def train(job: TrainJob, splits: ShiftSplits,
   graphdef, trainable, frozen, rest = nnx.split(model, _filters(rules), nnx.Param, ...)
   fns = _compiled(graphdef, rules, job.task,
                   None if job.head_weights is None else tuple(job.head_weights), opt,
-                  job.label_scale)
+                  job.label_scale, job.loss_term)
   repl = meshlib.replicated()
   trainable, frozen, rest = meshlib.put((trainable, frozen, rest), repl)
   opt_state = meshlib.put(fns["tx"].init(trainable), repl)
+  # The start point a loss term pulls towards: taken before a resume
+  # restores later weights.
+  start = trainable if job.loss_term is not None else None
 
   t0 = time.perf_counter()
   train_split: Split = getattr(splits, job.train_split)
@@ -439,11 +308,11 @@ def train(job: TrainJob, splits: ShiftSplits,
         # convolutional step 3-4x slower inside a while loop than on its own
         # (EfficientNet-Lite0, batch 64 at 64 px: 4.1 s vs 1.1 s per step).
         trainable, opt_state, rest, loss = fns["train_step"](
-            trainable, opt_state, frozen, rest, jax.tree.map(lambda a: a[0], batches))
+            trainable, opt_state, frozen, rest, jax.tree.map(lambda a: a[0], batches), start)
         losses = loss[None]
       else:
         trainable, opt_state, rest, losses = fns["run_chunk"](
-            trainable, opt_state, frozen, rest, batches)
+            trainable, opt_state, frozen, rest, batches, start)
       pending = (losses, len(idx))
     if pending is not None:
       check(pending)

@@ -33,17 +33,16 @@ from benchmark.components import ComponentResult, ComponentSpec
 from benchmark.configs import parse_grid
 from benchmark.data import REGRESSION
 from benchmark.errors import UserError
+from benchmark.kinds import KINDS
 from benchmark.models.task import LargeWithHead
 from methods.base import Method, MethodOutput, register
 
-# Components that are the pre-trained large model plus a linear head, trained
-# in whole or in part from the pre-trained weights: their full weights are the
-# pre-trained model overwritten by what they trained.
-AVERAGEABLE = ("ft", "ht", "lp", "lp_ft")
-WHY_NOT = {
-    "fs": "starts from random weights, not from the pre-trained model",
-    "lora": "has LoRA factors, another architecture than the fine-tuned model",
-}
+
+def averageable_kinds() -> list[str]:
+  """Kinds that are the pre-trained large model plus a linear head, trained
+  in whole or in part from the pre-trained weights (``ComponentKind.averageable``):
+  their full weights are the pre-trained model overwritten by what they trained."""
+  return [k for k in KINDS if KINDS.get(k).averageable]
 
 
 def soup_kinds(ctx) -> list[str]:
@@ -51,13 +50,14 @@ def soup_kinds(ctx) -> list[str]:
   if not kinds:
     raise UserError("config soup.kinds is empty; give component kinds to average, "
                     "e.g. --config.soup.kinds=ft")
+  ok = averageable_kinds()
   for k in kinds:
-    if k not in AVERAGEABLE:
-      why = WHY_NOT.get(k, "is not the pre-trained large model with a linear head")
+    if k not in ok:
+      why = (KINDS.get(k).not_averageable if k in KINDS
+             else "is not a registered component kind")
       raise UserError(f"config soup.kinds={ctx.config.soup.kinds!r}: cannot average {k} "
                       f"with fine-tunings: it {why}; weight averaging needs runs of one "
-                      f"architecture from one pre-trained start (use "
-                      f"{', '.join(AVERAGEABLE)})")
+                      f"architecture from one pre-trained start (use {', '.join(ok)})")
   return kinds
 
 

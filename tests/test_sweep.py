@@ -22,6 +22,9 @@ def test_choice_is_the_best_val_score_and_every_seed_uses_it(tmp_path):
 
   choices = sweep.select(ctx, methods, 0)
   assert set(choices) == {"ft", "lp", "lp_ft", "fs"}
+  # The choice is a value: ``ctx`` is unchanged, a context built with it uses it.
+  assert ctx.lrs == {} and ctx.spec("ft", 1).config["lr"] == ctx.config.lr.ft
+  ctx = ctx.with_lrs(sweep.chosen_lrs(choices))
   for kind, ch in choices.items():
     vals = [c["val"] for c in ch.candidates]
     assert len(vals) == 2 and all(v is not None for v in vals)

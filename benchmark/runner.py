@@ -1,0 +1,249 @@
+"""Running components: get one from the store or train it once, under a claim.
+
+``ComponentRunner.component(spec)`` returns the stored result of ``spec`` or
+builds its network (``Networks``), loads what it starts from (the pre-trained
+large model, and whatever its kind's ``init`` loads), trains it with
+``benchmark.trainer`` and writes the record, its weights and predictions
+atomically. Processes sharing a store (``--shard``) train each component once:
+a claim file beside the record says who trains it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import shutil
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from flax import nnx
+
+from benchmark import locks, metrics
+from benchmark import trainer as T
+from benchmark.data import ShiftSplits
+from benchmark.kinds import FROZEN, KINDS
+from benchmark.models import params as P
+from benchmark.networks import Networks
+from benchmark.specs import ComponentSpec, SpecBuilder
+from benchmark.store import RunStore
+
+
+class ComponentFailed(RuntimeError):
+  pass
+
+
+@dataclasses.dataclass
+class ComponentResult:
+  spec: ComponentSpec
+  record: dict
+  store: RunStore
+
+  @functools.cached_property
+  def preds(self) -> dict[str, np.ndarray]:
+    return self.store.read_arrays(self._path(".preds.npz"))
+
+  @functools.cached_property
+  def params(self) -> dict[str, np.ndarray]:
+    """Trainable params of the best checkpoint (and state under ``state:``)."""
+    return self.store.read_arrays(self._path(".npz"))
+
+  def _path(self, suffix: str):
+    p = self.store.component_path(self.spec.kind, self.spec.key)
+    return p.with_name(p.stem + suffix)
+
+
+def strip_state(flat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """A stored component's arrays with ``state:`` prefixes removed."""
+  return {k[len("state:"):] if k.startswith("state:") else k: v for k, v in flat.items()}
+
+
+class ComponentRunner:
+
+  def __init__(self, splits: ShiftSplits, config, specs: SpecBuilder, nets: Networks,
+               store: RunStore, progress: Callable[[str], None]):
+    self.splits, self.info, self.task = splits, splits.info, splits.info.task
+    self.config, self.specs, self.nets, self.store = config, specs, nets, store
+    self.progress = progress
+    self.feature_cache = T.FeatureCache(store.root / "cache" / "taps")
+    self.trained: list[str] = []   # component keys trained in this invocation
+    self.loaded: list[str] = []    # component keys read back from the store
+    self.claim_poll_s = 2.0        # how often to look for a record another process trains
+    self.methods_reused = 0        # method results read back from the store
+    self._results: dict[str, ComponentResult] = {}
+    self._pretrained: dict[str, np.ndarray] | None = None
+
+  # -- what a component starts from --------------------------------------------
+  def pretrained_large(self) -> dict[str, np.ndarray]:
+    """The pre-trained large model's params (and batch-norm statistics), keyed
+    relative to the large model."""
+    if self._pretrained is None:
+      pre = self.specs.pretrain_spec()
+      if pre is not None:
+        res = self.component(pre)
+        self._pretrained = {k[len("large/"):]: v for k, v in res.params.items()
+                            if k.startswith("large/")}
+      else:
+        large = self.nets.build_large(nnx.Rngs(0))
+        self.nets.backbone.load(self.nets.backbone_cfg, large)
+        # Batch-norm statistics too: they are the pre-trained model as much as
+        # its parameters are.
+        self._pretrained = P.flat_state(nnx.state(large, (nnx.Param, nnx.BatchStat)))
+    return self._pretrained
+
+  def load_pretrained(self, model) -> None:
+    P.load_params(model.large, self.pretrained_large(),
+                  source=f"pre-trained {self.nets.backbone.name}", strict=True)
+
+  def load_from(self, model, spec: ComponentSpec, prefix: str, source: str) -> None:
+    """Loads the stored arrays of component ``spec`` whose names start with
+    ``prefix`` (e.g. ``head/`` of LP) into ``model``."""
+    arrays = strip_state(self.component(spec).params)
+    P.load_params(model, {k: v for k, v in arrays.items() if k.startswith(prefix)},
+                  source=source, strict=True)
+
+  def pretrained_key(self) -> str:
+    """Names the frozen large model's weights and the data its taps are of."""
+    pre = self.specs.pretrain_spec()
+    weights = pre.key if pre is not None else self.specs.weights_key()
+    return f"{self.nets.backbone.name}-{weights}-{self.specs.fingerprint}"
+
+  def build(self, spec: ComponentSpec) -> tuple[nnx.Module, list[tuple[str, bool]], dict]:
+    """Model (initialised, what it starts from loaded), freezing rules and
+    extra ``TrainJob`` fields for ``spec``."""
+    kind = KINDS.get(spec.kind)
+    model, rules = self.nets.model_and_rules(spec.kind, spec.config, nnx.Rngs(spec.seed))
+    extra: dict[str, Any] = {}
+    if kind.pretrained:
+      self.load_pretrained(model)
+    if kind.init is not None:
+      extra.update(kind.init(self, spec, model) or {})
+    if kind.large == FROZEN:
+      extra.setdefault("cache_key", self.pretrained_key())
+    if spec.config.get("loss_weights") is not None:
+      extra["head_weights"] = tuple(spec.config["loss_weights"])
+    if kind.loss_term is not None:
+      extra["loss_term"] = kind.loss_term(spec.config)
+    return model, rules, extra
+
+  def training_data(self, spec: ComponentSpec):
+    """What ``spec`` trains and is evaluated on, and its task."""
+    kind = KINDS.get(spec.kind)
+    if kind.data is not None:
+      return kind.data(self, spec)
+    return self.splits, self.task
+
+  # -- get or train -------------------------------------------------------------
+  def component(self, spec: ComponentSpec) -> ComponentResult:
+    if spec.key in self._results:
+      return self._results[spec.key]
+    path = self.store.component_path(spec.kind, spec.key)
+    rec = self.store.read(path)
+    if rec is not None and rec.get("status") == "ok":
+      for suffix in (".npz", ".preds.npz") if rec.get("scores") else (".npz",):
+        why = self.store.unreadable_arrays(path.with_name(spec.key + suffix))
+        if why is not None:
+          self.store.put_aside(path, f"has an artefact {spec.key}{suffix} that {why}",
+                               (".npz", ".preds.npz"))
+          rec = None
+          break
+    if rec is not None:
+      self.loaded.append(spec.key)
+      # A process killed between writing the record and removing its
+      # mid-training checkpoint leaves the checkpoint behind: not needed.
+      stale = self.store.root / "ckpt" / spec.kind / spec.key
+      if stale.exists():
+        shutil.rmtree(stale, ignore_errors=True)
+    else:
+      rec = self._claim_and_train(spec, path)
+    if rec.get("status") == "failed":
+      raise ComponentFailed(f"{spec.kind} (seed {spec.seed}) failed: {rec.get('reason')}")
+    res = ComponentResult(spec, rec, self.store)
+    self._results[spec.key] = res
+    return res
+
+  def _claim_and_train(self, spec: ComponentSpec, path) -> dict:
+    """Trains ``spec`` under a claim in the store, so that processes sharing
+    the store (``--shard``) train each component once: a process that finds
+    the claim held waits for the record instead."""
+    lock = path.with_name(spec.key + ".lock")
+    waited = False
+    while True:
+      claim = locks.try_claim(lock)
+      if claim is not None:
+        with claim:
+          rec = self.store.read(path)  # finished while we waited for the claim?
+          if rec is not None:
+            self.loaded.append(spec.key)
+            return rec
+          return self._train(spec)
+      if not waited:
+        self.progress(f"waiting for {spec.kind} (seed {spec.seed}), being trained by "
+                      f"{locks.describe(lock)}")
+        waited = True
+      time.sleep(self.claim_poll_s)
+      rec = self.store.read(path)
+      if rec is not None:
+        self.loaded.append(spec.key)
+        return rec
+
+  def _train(self, spec: ComponentSpec) -> dict:
+    c = self.config
+    model, rules, extra = self.build(spec)
+    data, task = self.training_data(spec)
+    job = T.TrainJob(
+        model=model, rules=rules, task=task, optimizer=spec.config.get("optimizer", c.optimizer),
+        lr=spec.config["lr"], epochs=spec.config["epochs"],
+        batch_size=extra.pop("batch_size", c.batch_size), seed=spec.seed,
+        momentum=c.momentum, weight_decay=c.weight_decay, eval_every=c.eval_every,
+        steps_per_dispatch=c.steps_per_dispatch, eval_batch_size=c.eval_batch_size,
+        label_scale=T.label_scale(task, np.asarray(
+            getattr(data, extra.get("train_split", "train")).label)),
+        oov_rate=float(spec.config.get("oov_rate", 0.0)),
+        desc=f"{spec.kind} s{spec.seed}",
+        checkpoint=self.train_checkpoint(spec), **extra)
+    self.progress(f"training {spec.kind} (seed {spec.seed}) [{spec.key}]")
+    path = self.store.component_path(spec.kind, spec.key)
+    base = {"kind": spec.kind, "key": spec.key, "seed": spec.seed, "config": spec.config,
+            "deps": {n: d.key for n, d in spec.deps}}
+    t0 = time.perf_counter()
+    try:
+      r = T.train(job, data, self.feature_cache)
+    except T.TrainingDiverged as e:
+      rec = {**base, "status": "failed", "reason": str(e), "failed_step": e.step}
+      self.store.write(path, rec)
+      self._drop_checkpoint(job)
+      self.trained.append(spec.key)
+      return rec
+    labels = {k: np.asarray(s.label) for k, s in data.eval_splits().items()}
+    classes = self.info.eval_classes if data is self.splits else (lambda k: None)
+    scores = {k: metrics.score(task, p, labels[k], classes(k)) for k, p in r.preds.items()}
+    arrays = dict(r.trainable)
+    arrays.update({f"state:{k}": v for k, v in r.state.items()})
+    self.store.write_arrays(path.with_name(spec.key + ".npz"), arrays)
+    if r.preds:
+      self.store.write_arrays(path.with_name(spec.key + ".preds.npz"), r.preds)
+    rec = {**base, "status": "ok", "metric": data.metric if data is not self.splits
+           else self.info.metric, "scores": scores,
+           "best_epoch": r.best_epoch, "val_curve": r.val_curve, "loss_curve": r.loss_curve,
+           "n_trainable": r.n_trainable, "n_params": r.n_params, "steps": r.steps,
+           "timings": {**r.timings, "total_s": time.perf_counter() - t0},
+           "devices": jax.device_count()}
+    self.store.write(path, rec)
+    self._drop_checkpoint(job)
+    self.trained.append(spec.key)
+    return rec
+
+  def train_checkpoint(self, spec: ComponentSpec):
+    """Where a training of ``spec`` saves and resumes mid-way (orbax), or None
+    when ``checkpoint_every_s`` < 0 turns it off."""
+    every = float(self.config.checkpoint_every_s)
+    if every < 0:
+      return None
+    from benchmark.checkpoint import TrainCheckpoint
+    return TrainCheckpoint(self.store.root / "ckpt" / spec.kind / spec.key, every)
+
+  @staticmethod
+  def _drop_checkpoint(job) -> None:
+    if job.checkpoint is not None:  # the record is in the store: no longer needed
+      job.checkpoint.remove()

@@ -281,7 +281,9 @@ def run_table(argv: list[str]) -> int:
   n = parse_table(FLAGS.table)
   if n == 3:
     return run_table3(argv)
-  table = PT.TABLES[n] if FLAGS.extra_rows else PT.TABLES[n].without_extras()
+  table = (PT.TABLES[n].with_more_extras(
+      [(m, METHODS.get(m).label + PT.EXTRA_MARK) for m in METHODS if METHODS.get(m).extra_row])
+      if FLAGS.extra_rows else PT.TABLES[n].without_extras())
   seeds = parse_seeds(FLAGS.seeds)
   shard = parse_shard(FLAGS.shard)
   datasets = table.datasets()
@@ -415,7 +417,9 @@ def run_table3(argv: list[str]) -> int:
   from benchmark import efficiency as E
   from benchmark.components import Context
   from benchmark.store import RunStore, atomic_write_text
+  # The paper's rows, then every other registered method (e.g. one beyond the paper).
   methods = [METHODS.get(m) for m in E.TABLE3_METHODS]
+  methods += [METHODS.get(m) for m in METHODS if m not in E.TABLE3_METHODS]
   store = RunStore(FLAGS.workdir)
   rows = []
   wanted = [FLAGS.backbone] if FLAGS.backbone else [b for b, _ in E.TABLE3_BACKBONES]

@@ -53,6 +53,15 @@ class PaperTable:
   def without_extras(self) -> "PaperTable":
     return dataclasses.replace(self, extra_rows=())
 
+  def with_more_extras(self, rows: Sequence[tuple[str, str]]) -> "PaperTable":
+    """This table with ``rows`` (method, label) added to its extra rows, if it
+    has any (the main comparison tables): methods beyond the paper a
+    registry declares (``Method.extra_row``)."""
+    if not self.extra_rows:
+      return self
+    new = tuple(r for r in rows if r[0] not in self.methods)
+    return dataclasses.replace(self, extra_rows=self.extra_rows + new)
+
   def datasets(self) -> list[str]:
     return list(dict.fromkeys(c.dataset for c in self.cols))
 
@@ -256,8 +265,8 @@ def to_latex(table: PaperTable, f: pd.DataFrame, caption: str) -> str:
   lines.append(r"\bottomrule")
   lines.append(r"\end{tabular}")
   if table.extra_rows:
-    lines.append(r"\par\smallskip{\footnotesize $^\dagger$ not in the paper: weight "
-                 r"averaging added by the harness.}")
+    lines.append(r"\par\smallskip{\footnotesize $^\dagger$ not in the paper: rows "
+                 r"added by the harness (weight averaging, methods beyond the paper).}")
   lines += [r"\end{table}", ""]
   return "\n".join(lines)
 

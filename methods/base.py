@@ -35,6 +35,9 @@ class Method:
   # Needs auxiliary tasks (``ShiftSplits.aux``, Model Ratatouille); ``--method
   # all`` leaves such methods out on datasets that declare none.
   needs_aux: bool = False
+  # Not a row of the paper: shown below the paper's rows of its comparison
+  # tables, marked (like the weight-averaging rows); ``--noextra_rows`` drops it.
+  extra_row: bool = False
 
   def specs(self, ctx: Context, seed: int) -> dict[str, ComponentSpec]:
     raise NotImplementedError

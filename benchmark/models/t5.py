@@ -25,6 +25,8 @@ from flax import nnx
 from benchmark.errors import UserError
 from benchmark.models import ops
 from benchmark.models import params as P
+from benchmark.models.backbone import (BACKBONES, Backbone, _safetensors, _tokenizer,
+                                       weights_digest)
 
 # HF ``ACT2FN`` names T5 configs use; "gelu" is erf, "gelu_new" the tanh form.
 _ACTS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -428,3 +430,43 @@ def load_hf_t5(model: T5Backbone, path: str | os.PathLike) -> None:
     else:
       flat[mapped[0]] = mapped[1]
   P.load_complete(model, flat, unknown, src, "T5")
+
+
+# -- the t5_small backbone (the paper's T5x-small): weights from a path the user gives
+
+def _t5_dir(cfg) -> str:
+  if not cfg.checkpoint:
+    raise UserError("t5_small needs its weights: pass --config.backbones.t5_small.checkpoint="
+                    "DIR, a Hugging Face-format t5-small folder (config.json, "
+                    "model.safetensors, tokenizer.json)")
+  return cfg.checkpoint
+
+
+def _t5_build(info, cfg, rngs):
+  folder = cfg.checkpoint if cfg.checkpoint and os.path.isdir(cfg.checkpoint) else ""
+  conf = os.path.join(folder, "config.json") if folder else ""
+  c = T5Config.from_json(conf) if conf and os.path.exists(conf) else T5Config.small()
+  return T5Backbone(dataclasses.replace(c, compute_dtype=cfg.compute_dtype), rngs=rngs)
+
+
+def _t5_load(cfg, model):
+  load_hf_t5(model, _safetensors(_t5_dir(cfg)))
+
+
+def _t5_prepare(texts, cfg):
+  path = cfg.tokenizer or os.path.join(_t5_dir(cfg), "tokenizer.json")
+  if not os.path.exists(path):
+    raise UserError(f"t5_small: no tokenizer at {path}; put tokenizer.json in the "
+                    f"checkpoint folder or pass --config.backbones.t5_small.tokenizer=FILE")
+  return _tokenizer(path, None).encode_batch(list(texts), int(cfg.max_len))
+
+
+BACKBONES.add("t5_small", Backbone(
+    name="t5_small", modality="text", build=_t5_build, source="checkpoint",
+    defaults={"checkpoint": "", "tokenizer": "", "max_len": 96,
+              "compute_dtype": "float32"},
+    description="T5-small encoder-decoder (60.5M, the paper's T5x-small), Hugging "
+                "Face-format weights from --config.backbones.t5_small.checkpoint; taps = "
+                "encoder blocks (mean-pooled) then decoder blocks (first position)",
+    load=_t5_load, weights_key=lambda cfg: weights_digest(_safetensors(_t5_dir(cfg))),
+    prepare=_t5_prepare, lora_targets=r"(self_attn|cross_attn)/(q|k|v|o)$"))

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 import jax
 from flax import nnx
 
+from benchmark.models.backbone import BACKBONES, Backbone
 from benchmark.models.features import FeatureEmbed
 
 
@@ -41,3 +42,14 @@ class TabularMLP(nnx.Module):
       h = jax.nn.relu(block(h))
       taps.append(h)
     return taps
+
+
+def _tabular_build(info, cfg, rngs):
+  return TabularMLP(info.large_spec, tuple(cfg.hidden), int(cfg.embed_dim), rngs=rngs)
+
+
+BACKBONES.add("tabular_mlp", Backbone(
+    name="tabular_mlp", modality="tabular", build=_tabular_build,
+    source="pretrain_split", defaults={"hidden": (64, 64, 64), "embed_dim": 16},
+    description="MLP over a tabular view, 3 hidden layers = 3 tapped blocks, "
+                "pre-trained on the benchmark's pretrain rows"))

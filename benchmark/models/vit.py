@@ -28,6 +28,8 @@ from flax import nnx
 from benchmark.errors import UserError
 from benchmark.models import ops
 from benchmark.models import params as P
+from benchmark.models.backbone import (BACKBONES, Backbone, _file_digest, _safetensors,
+                                       weights_digest)
 from benchmark.models.bert import matmul_dtype
 from benchmark.models.small import image_to_float
 
@@ -381,3 +383,72 @@ def load_vit(model: ViT, path: str | os.PathLike) -> None:
   if pos is not None and pos.ndim == 3 and pos.shape[2] == want[2] and pos.shape[1] != want[1]:
     flat["pos_embedding"] = resample_posemb(pos, want[1])
   P.load_complete(model, flat, unknown, src, "ViT")
+
+
+# -- the vit_b16 / vit_tiny backbones (the paper's ImageNet-21k ViT-B/16) -----------
+
+def _vit_file(cfg) -> str:
+  """The checkpoint file: a big_vision/AugReg ``.npz``, or a Hugging Face
+  folder / ``model.safetensors``."""
+  p = cfg.checkpoint
+  return p if p.endswith(".npz") else _safetensors(p)
+
+
+def _vit_weights_key(name: str, cfg) -> str:
+  if not cfg.checkpoint:
+    if name == "vit_b16":
+      raise UserError("vit_b16 needs its weights: pass --config.backbones.vit_b16."
+                      "checkpoint=PATH, a big_vision/AugReg .npz (e.g. the ImageNet-21k "
+                      "ViT-B/16 B_16-i21k-300ep-....npz) or a Hugging Face ViT folder")
+    return "random-init-seed0"   # vit_tiny without a checkpoint (tests, dry runs)
+  path = _vit_file(cfg)
+  if not os.path.exists(path):
+    raise UserError(f"{name}: checkpoint {path} does not exist; pass "
+                    f"--config.backbones.{name}.checkpoint=PATH (.npz or Hugging Face folder)")
+  if path.endswith(".npz"):
+    if not zipfile.is_zipfile(path):
+      raise UserError(f"{path}: not a readable .npz (zip) file; download it again")
+    st = os.stat(path)
+    return _file_digest(path, st.st_size, st.st_mtime)
+  return weights_digest(path)
+
+
+def _vit_config(name: str, info, cfg):
+  """The ViT's shape: from the checkpoint's config.json for Hugging Face
+  folders, else ViT-B/16 or ViT-Ti/16; the image size is the dataset's."""
+  folder = cfg.checkpoint if cfg.checkpoint and os.path.isdir(cfg.checkpoint) else ""
+  if folder and os.path.exists(os.path.join(folder, "config.json")):
+    c = ViTConfig.from_hf_json(os.path.join(folder, "config.json"))
+  else:
+    c = ViTConfig.b16() if name == "vit_b16" else ViTConfig.ti16()
+  if int(cfg.num_layers):
+    c = dataclasses.replace(c, num_layers=int(cfg.num_layers))
+  size = int(info.large_spec["image"][0]) if "image" in info.large_spec else c.image_size
+  return dataclasses.replace(c, image_size=size, compute_dtype=cfg.compute_dtype)
+
+
+def _vit_backbone(name: str, description: str) -> Backbone:
+  def build(info, cfg, rngs):
+    return ViT(_vit_config(name, info, cfg), rngs=rngs)
+
+  def load(cfg, model):
+    if not cfg.checkpoint:  # vit_tiny: its seeded random initialisation
+      return
+    load_vit(model, _vit_file(cfg))
+
+  return Backbone(
+      name=name, modality="image", build=build, source="checkpoint",
+      defaults={"checkpoint": "", "num_layers": 0, "compute_dtype": "float32"},
+      description=description, load=load,
+      weights_key=lambda cfg: _vit_weights_key(name, cfg),
+      lora_targets=r"attn/(query|key|value|out)$")
+
+
+BACKBONES.add("vit_b16", _vit_backbone(
+    "vit_b16", "ViT-B/16 (86M), the paper's ImageNet-21k model: big_vision/AugReg .npz "
+    "or Hugging Face weights from --config.backbones.vit_b16.checkpoint; taps = each "
+    "block's class token (the last after the final LayerNorm)"))
+BACKBONES.add("vit_tiny", _vit_backbone(
+    "vit_tiny", "ViT-Ti/16 shape (5.7M) for CPU runs and tests: AugReg Ti/16 weights from "
+    "--config.backbones.vit_tiny.checkpoint, else a seeded random initialisation "
+    "(numbers then mean nothing); num_layers>0 truncates it"))

@@ -106,6 +106,16 @@ def set_dotted(c: ml_collections.ConfigDict, key: str, value: Any) -> None:
   node[leaf] = value
 
 
+def expand_backbones(c: ml_collections.ConfigDict, key: str) -> list[str]:
+  """``backbones.*.KEY`` (a dataset preset's model setting, e.g. ``max_len``)
+  -> ``backbones.<name>.KEY`` for every backbone that has KEY; other keys
+  as they are. Datasets thus key model settings without naming a backbone."""
+  if not key.startswith("backbones.*."):
+    return [key]
+  leaf = key[len("backbones.*."):]
+  return [f"backbones.{name}.{leaf}" for name in c.backbones if leaf in c.backbones[name]]
+
+
 def get_dotted(c: ml_collections.ConfigDict, key: str) -> Any:
   node = c
   for p in key.split("."):
@@ -126,7 +136,8 @@ def build(preset: str, dataset_presets: Mapping[str, Mapping[str, Any]],
   c.preset = preset
   for layer in (GENERIC_PRESETS[preset], dataset_presets.get(preset, {})):
     for k, v in layer.items():
-      set_dotted(c, k, v)
+      for key in expand_backbones(c, k):
+        set_dotted(c, key, v)
   for k, v in overrides.items():
     set_dotted(c, k, v)
   validate(c)

@@ -87,6 +87,6 @@ def scatter(records: Sequence[Mapping], labels: Mapping[str, str], path: Path,
     ax.scatter([x], [y], color="tab:red" if m.startswith("levi") else "tab:blue")
     ax.annotate(labels.get(m, m), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
   ax.set_xlabel(f"ID {metric}")
-  ax.set_ylabel(f"OOD {metric} (mean over groups; Amazon: time shift)")
+  ax.set_ylabel(f"OOD {metric} (unweighted mean over OOD groups)")
   ax.set_title(title, fontsize=9)
   return _save(fig, path)

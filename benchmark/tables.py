@@ -23,11 +23,11 @@ def ood_aggregates(keys: Sequence[str]) -> dict[str, list[str]]:
   """Aggregate splits -> the OOD groups they average, unweighted (how the
   paper's Table 1 follows from its per-group Tables 9-11).
 
-  Groups ``ood/<family>/<name>`` (Amazon's ``ood/product/Watches``, ...)
-  average into ``ood/<family>s`` (``ood/products``). ``ood`` averages the
-  single-level groups (MovieLens's twelve genres) and exists only when there
-  is no family: Amazon's ``ood/time`` and ``ood/products`` are reported apart,
-  as in the paper."""
+  Groups ``ood/<family>/<name>`` (e.g. ``ood/product/Watches``) average into
+  ``ood/<family>s`` (``ood/products``). ``ood`` averages the single-level
+  groups (e.g. twelve genres) and exists only when there is no family: a
+  dataset with a family and a single-level group (``ood/time``) reports them
+  apart, as the paper does."""
   singles = [k for k in keys if k.startswith("ood/") and k.count("/") == 1]
   families: dict[str, list[str]] = {}
   for k in keys:
@@ -40,8 +40,8 @@ def ood_aggregates(keys: Sequence[str]) -> dict[str, list[str]]:
 
 def headline_ood(keys: Sequence[str]) -> list[str]:
   """The groups one OOD number averages when a figure needs one per dataset:
-  ``ood`` when it exists, else the single-level groups (Amazon: the time
-  shift, as in the paper's Table 5)."""
+  ``ood`` when it exists, else the single-level groups (e.g. a time shift
+  beside a product family, as in the paper's Table 5)."""
   aggs = ood_aggregates(keys)
   if "ood" in aggs:
     return aggs["ood"]

@@ -522,15 +522,13 @@ DATASETS.add("amazon_reviews", DatasetSpec(
     presets={
         "smoke": {"data.amazon_reviews.max_train": 200, "data.amazon_reviews.max_val": 100,
                   "data.amazon_reviews.max_test": 50, "data.amazon_reviews.max_eval": 50,
-                  "backbones.minilm_l6.max_len": 48, "backbones.t5_small.max_len": 48,
+                  "backbones.*.max_len": 48,
                   "batch_size": 50, "epochs": 1},
         "cpu": {"data.amazon_reviews.max_train": 1000, "data.amazon_reviews.max_val": 1000,
                 "data.amazon_reviews.max_test": 2000, "data.amazon_reviews.max_eval": 2000,
-                "backbones.minilm_l6.compute_dtype": "bfloat16",
-                "backbones.t5_small.compute_dtype": "bfloat16",
-                "backbones.minilm_l6.max_len": 96, "backbones.t5_small.max_len": 96,
+                "backbones.*.compute_dtype": "bfloat16",
+                "backbones.*.max_len": 96,
                 "batch_size": 50, "epochs": 2},
         # App. D.3: Adam, batch 100 for Amazon Review.
-        "paper": {"batch_size": 100, "epochs": 10, "backbones.minilm_l6.max_len": 128,
-                  "backbones.t5_small.max_len": 128},
+        "paper": {"batch_size": 100, "epochs": 10, "backbones.*.max_len": 128},
     }))

@@ -317,13 +317,11 @@ DATASETS.add("movielens_genre", DatasetSpec(
     presets={
         # CI: seconds to a minute; short sequences and tiny splits.
         "smoke": {"data.movielens_genre.max_train": 200, "data.movielens_genre.max_val": 100,
-                  "data.movielens_genre.max_eval": 50, "backbones.minilm_l6.max_len": 32,
-                  "backbones.t5_small.max_len": 32, "batch_size": 50, "epochs": 1},
+                  "data.movielens_genre.max_eval": 50, "backbones.*.max_len": 32, "batch_size": 50, "epochs": 1},
         # A 2-core CPU: ID training subsampled to 1,000 ratings, 2 epochs, validation
         # to 1,000; test_id and OOD whole; bf16 matmuls (float32 accumulation).
         "cpu": {"data.movielens_genre.max_train": 1000, "data.movielens_genre.max_val": 1000,
-                "backbones.minilm_l6.compute_dtype": "bfloat16",
-                "backbones.t5_small.compute_dtype": "bfloat16",
+                "backbones.*.compute_dtype": "bfloat16",
                 "batch_size": 50, "epochs": 2},
         # App. D.3: Adam, batch 200, full data.
         "paper": {"batch_size": 200, "epochs": 10},

@@ -266,16 +266,9 @@ def accel(batch: int = 64, seq: int = 64, image: int = 224, steps: int = 8, reps
 # -- MovieLens: cached taps, dispatch, input pipeline ---------------------------------
 
 def _movielens_context(workdir: Path, preset: str = "cpu"):
-  from benchmark import configs
-  from benchmark.components import Context
-  from benchmark.models import BACKBONES
-  from benchmark.store import RunStore
-  from datasets import DATASETS
-  spec = DATASETS.get("movielens_genre")
-  base = configs.base_config({n: DATASETS.get(n).data_defaults for n in DATASETS},
-                             {n: BACKBONES.get(n).defaults for n in BACKBONES})
-  config = configs.build(preset, spec.presets, base, {})
-  return Context(spec.load(config, None), config, "minilm_l6", RunStore(workdir))
+  from benchmark import setup
+  config = setup.resolve_config("movielens_genre", preset)
+  return setup.load_context("movielens_genre", config, "minilm_l6", workdir)
 
 
 def _epoch_runner(ctx, spec, data: dict):

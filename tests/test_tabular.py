@@ -6,11 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark import configs
+from benchmark import setup
 from benchmark.data import CLASSIFICATION, REGRESSION
 from benchmark.errors import DataError
-from benchmark.models import BACKBONES
-from datasets import DATASETS
 from datasets import synthetic_spurious, tabular
 
 
@@ -154,11 +152,10 @@ def test_frame_errors_are_data_errors():
 
 def full_config(preset: str = "smoke"):
   """The config as run_benchmark.py builds it (registries' defaults)."""
-  base = configs.base_config({n: DATASETS.get(n).data_defaults for n in DATASETS},
-                             {n: BACKBONES.get(n).defaults for n in BACKBONES})
+  base = setup.base_config()
   base.data.tabular.task = "classification"
   base.data.tabular.standardize = False
-  return configs.build(preset, DATASETS.get("synthetic_spurious").presets, base, {})
+  return setup.resolve_config("synthetic_spurious", preset, base=base)
 
 
 def _split_items(s):

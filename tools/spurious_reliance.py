@@ -28,19 +28,13 @@ KINDS = ("ft", "fs", "levi_light", "levi_frozen", "a3", "small")
 def main(_):
   logging.set_verbosity(logging.WARNING)
   import numpy as np
-  from benchmark import configs, metrics, trainer
-  from benchmark.components import Context
+  from benchmark import metrics, setup, trainer
   from benchmark.data import Split
-  from benchmark.models import BACKBONES, params
-  from benchmark.store import RunStore
-  from datasets import DATASETS
+  from benchmark.models import params
 
-  spec = DATASETS.get("synthetic_spurious")
-  base = configs.base_config({n: DATASETS.get(n).data_defaults for n in DATASETS},
-                             {n: BACKBONES.get(n).defaults for n in BACKBONES})
-  cfg = configs.build(FLAGS.preset, spec.presets, base, {})
-  splits = spec.load(cfg, None)
-  ctx = Context(splits, cfg, spec.default_backbone, RunStore(FLAGS.workdir))
+  cfg = setup.resolve_config("synthetic_spurious", FLAGS.preset)
+  splits = setup.load_splits("synthetic_spurious", cfg)
+  ctx = setup.load_context("synthetic_spurious", cfg, None, FLAGS.workdir, splits=splits)
   ood = splits.ood["x_only"]
   cols = splits.info.extra["columns"]["num"]
   variants = {"as is": [], "s1=0": ["num_s1"], "s2=0": ["num_s2"],

@@ -1,0 +1,303 @@
+"""The command line's runs: methods on one dataset, a table of the paper,
+Table 3 (efficiency), and the figures; each validates every input before it
+trains or writes anything, and returns the exit status."""
+from __future__ import annotations
+
+import time
+
+from benchmark import setup
+from benchmark.cli import args, report
+from benchmark.cli.args import Options
+from benchmark.cli.report import log
+from benchmark.errors import UserError
+from datasets import DATASETS
+from methods import METHODS
+
+
+def run(opts: Options) -> int:
+  """What the flags ask for: ``--list``, ``--table``, ``--figure``, else the
+  methods on ``--dataset``."""
+  if opts.list:
+    report.print_lists()
+    return 0
+  if opts.table:
+    return run_table(opts)
+  if opts.figure:
+    return run_figure(opts)
+  return run_dataset(opts)
+
+
+def prepare(opts: Options, dataset: str) -> tuple:
+  """``dataset``'s config and backbone, its weights checked: the part of the
+  setup that is cheap and fails fast."""
+  backbone = setup.backbone_for(dataset, opts.backbone)
+  config = args.config_for(opts, dataset)
+  setup.check_weights(backbone, config)
+  return config, backbone
+
+
+def load_context(opts: Options, dataset: str, config, backbone: str, store):
+  """The dataset's splits (from its ``--data_dir`` path) and Context."""
+  log(f"loading {dataset} (preset {config.preset})")
+  splits = setup.load_splits(dataset, config, args.data_dir_for(opts.data_dir, dataset))
+  return setup.load_context(dataset, config, backbone, store, progress=log, splits=splits)
+
+
+def run_dataset(opts: Options) -> int:
+  """``--method M --dataset D``: trains what the store lacks, then writes
+  WORKDIR/tables/D.{csv,tex,hparams.json}."""
+  # Imported here so that --list answers without initialising JAX.
+  from benchmark import mesh, tables
+  from benchmark.store import RunStore
+  if not opts.dataset:
+    raise UserError("no --dataset given: pass one of " + ", ".join(DATASETS.names()))
+  name = DATASETS.get(opts.dataset).name
+  if opts.list_config:
+    print(args.config_for(opts, name))
+    return 0
+  methods = args.parse_methods(opts.method)
+  seeds = args.parse_seeds(opts.seeds)
+  shard = args.parse_shard(opts.shard)
+  config, backbone = prepare(opts, name)
+
+  mesh.maybe_initialize_distributed()
+  mesh.enable_compilation_cache()
+  store = RunStore(opts.workdir)
+  ctx = load_context(opts, name, config, backbone, store)
+  if opts.method.strip() == "all":
+    methods, _ = applicable(ctx, methods)
+  validate_methods(ctx, methods, seeds)
+  if opts.dry_run:
+    report.print_pending(ctx, methods, seeds)
+    return 0
+  store.check_writable()
+
+  t0 = time.perf_counter()
+  mine, records, choices = run_sweep(ctx, methods, seeds, shard)
+  if records is None:
+    return 0
+  frame = tables.dataset_frame(records, [m.name for m in methods])
+  labels = {m.name: m.name for m in methods}
+  stem = store.root / "tables" / name
+  csv_path, tex_path = tables.write(frame, stem, labels,
+                                    report.dataset_caption(name, backbone, ctx, seeds))
+  hp_path = report.write_hparams(stem.with_suffix(".hparams.json"),
+                                 {name: (ctx, methods, seeds, choices)})
+  print(report.dataset_heading(name, backbone, ctx, seeds))
+  print(tables.wide(frame).to_string())
+  print(f"\nwrote {csv_path}, {tex_path} and {hp_path}")
+  print(report.summary(ctx, mine, records, t0))
+  return 0
+
+
+def run_table(opts: Options) -> int:
+  """``--table N``: trains what the store lacks for the paper's table N (its
+  rows on its datasets, learning rates chosen on ID validation where the
+  preset has grids), then writes WORKDIR/tables/tableN.{csv,tex,hparams.json}."""
+  from benchmark import mesh
+  from benchmark import paper_tables as PT
+  from benchmark.store import RunStore
+  n = args.parse_table(opts.table, opts.method)
+  if n == 3:
+    return run_table3(opts)
+  # Methods beyond the paper (``Method.extra_row``) join the weight-averaging rows.
+  table = (PT.TABLES[n].with_more_extras(
+      [(m, METHODS.get(m).label + PT.EXTRA_MARK) for m in METHODS if METHODS.get(m).extra_row])
+      if opts.extra_rows else PT.TABLES[n].without_extras())
+  seeds = args.parse_seeds(opts.seeds)
+  shard = args.parse_shard(opts.shard)
+  datasets = table.datasets()
+  if opts.dataset:
+    if opts.dataset not in datasets:
+      raise UserError(f"table {n} has datasets {', '.join(datasets)}, not "
+                      f"{opts.dataset!r}; drop --dataset or pick one of them")
+    datasets = [opts.dataset]
+  methods = [METHODS.get(m) for m in table.methods]
+  notes: dict[str, str] = {}
+  plans = []
+  for ds in datasets:  # validate everything before training anything
+    if ds not in DATASETS:
+      notes[ds] = "not in this harness yet"
+      continue
+    name = DATASETS.get(ds).name
+    plans.append((name, *prepare(opts, name)))
+  mesh.maybe_initialize_distributed()
+  mesh.enable_compilation_cache()
+  store = RunStore(opts.workdir)
+  contexts, runs, method_notes = {}, {}, {}
+  for name, config, backbone in plans:
+    try:
+      ctx = load_context(opts, name, config, backbone, store)
+    except UserError as e:  # e.g. a dataset's files not downloaded: the column says n/a
+      notes[name] = f"no data ({e})"
+      log(f"table {n}: skipping {name}: {e}")
+      continue
+    # Rows a dataset or backbone cannot run say n/a, and why.
+    can, why = applicable(ctx, methods)
+    method_notes.update({(name, m): reason for m, reason in why.items()})
+    validate_methods(ctx, can, seeds)
+    contexts[name], runs[name] = ctx, can
+  if not contexts:
+    raise UserError(f"table {n}: none of its datasets can run here: "
+                    + "; ".join(f"{d}: {why}" for d, why in notes.items()))
+  if opts.dry_run:
+    for name, ctx in contexts.items():
+      report.print_pending(ctx, runs[name], seeds)
+    for ds, why in notes.items():
+      print(f"{ds}: skipped, {why}")
+    return 0
+  store.check_writable()
+  t0 = time.perf_counter()
+  records, per, waiting = [], {}, False
+  for name, ctx in contexts.items():
+    mine, recs, choices = run_sweep(ctx, runs[name], seeds, shard)
+    if recs is None:
+      waiting = True
+      continue
+    records += recs
+    per[name] = (ctx, runs[name], seeds, choices)
+    log(report.summary(ctx, mine, recs, t0))
+  if waiting:
+    return 0
+  frame = PT.frame(table, records, notes, method_notes)
+  caption = report.table_caption(n, table, contexts, seeds, notes)
+  outdir = store.root / "tables"
+  csv_path, tex_path = PT.write(table, frame, outdir, caption)
+  hp_path = report.write_hparams(outdir / f"table{n}.hparams.json", per)
+  print(f"\n{caption}")
+  print(PT.to_text(table, frame))
+  print(f"\nwrote {csv_path}, {tex_path} and {hp_path}")
+  return 0
+
+
+def run_figure(opts: Options) -> int:
+  """``--figure 4``: trains (or reads) one adapting layer per block and plots
+  ID and OOD per block; ``--figure scatter``: ID vs OOD of every method the
+  store holds for ``--dataset``. Writes WORKDIR/figures/."""
+  from benchmark import figures, mesh, protocol
+  from benchmark.store import RunStore
+  what = args.parse_figure(opts.figure)
+  seeds = args.parse_seeds(opts.seeds)
+  if opts.dataset:
+    names = [opts.dataset]
+  else:
+    names = list(figures.FIGURE4_DATASETS) if what == "4" else []
+  if not names:
+    raise UserError("--figure scatter needs --dataset (the one whose runs to plot)")
+  mesh.enable_compilation_cache()
+  store = RunStore(opts.workdir)
+  contexts = {}
+  for ds in names:
+    name = DATASETS.get(ds).name
+    config, backbone = prepare(opts, name)
+    contexts[name] = load_context(opts, name, config, backbone, store)
+  outdir = store.root / "figures"
+  store.check_writable()
+  if what == "4":
+    frame = figures.layer_frame(contexts, seeds, log)
+    png, csv = figures.figure4(frame, outdir)
+    print(frame.groupby(["dataset", "block"])[["id", "ood"]].mean().to_string())
+    print(f"\nwrote {png} and {csv}")
+    return 0
+  ctx = contexts[names[0]]
+  methods = (args.parse_methods(opts.method) if opts.method
+             else applicable(ctx, [METHODS.get(m) for m in METHODS])[0])
+  records = []
+  for m in methods:  # what the store holds for this config; nothing is trained
+    for s in seeds:
+      key, _ = protocol.method_key(ctx, m, s)
+      rec = store.read(store.method_path(ctx.info.name, m.name, key))
+      if rec is not None:
+        records.append(rec)
+  if not records:
+    raise UserError(f"no runs of {names[0]} with this preset and config in {store.root}; "
+                    f"run --method ... (same --preset and --config) first")
+  png = figures.scatter(records, {m.name: m.label for m in methods},
+                        outdir / f"scatter_{names[0]}.png",
+                        f"{names[0]}, backbone {ctx.backbone.name}, preset {ctx.config.preset}")
+  print(f"wrote {png} ({len({r['method'] for r in records})} methods, {len(records)} runs)")
+  return 0
+
+
+def run_table3(opts: Options) -> int:
+  """``--table 3``: parameters, FLOPs and time per example for every method
+  on each backbone of the paper's Tables 15-16 (and the offline default),
+  measured here."""
+  import pandas as pd
+
+  from benchmark import efficiency as E
+  from benchmark.models import BACKBONES
+  from benchmark.store import RunStore, atomic_write_text
+  # The paper's rows, then every other registered method (e.g. one beyond the paper).
+  methods = [METHODS.get(m) for m in E.TABLE3_METHODS]
+  methods += [METHODS.get(m) for m in METHODS if m not in E.TABLE3_METHODS]
+  store = RunStore(opts.workdir)
+  rows = []
+  wanted = [opts.backbone] if opts.backbone else [b for b, _ in E.TABLE3_BACKBONES]
+  for backbone, dataset in E.TABLE3_BACKBONES:
+    if backbone not in wanted:
+      continue
+    name = DATASETS.get(dataset).name
+    config = args.config_for(opts, name)
+    cfg = config.backbones[backbone]
+    if BACKBONES.get(backbone).modality == "image":
+      # the vision datasets' 224-pixel images and 1000 classes (ImageNet);
+      # shapes only, so no image files are needed
+      size = int(config.data[dataset].image_size)
+      log(f"table 3: {backbone} on {size}x{size} images, 1000 classes")
+      splits, length = E.image_splits(dataset, size, 1000), f"{size}px"
+    else:
+      log(f"table 3: {backbone} on {dataset} inputs ({cfg.max_len} tokens)")
+      data = setup.load_splits(name, config, args.data_dir_for(opts.data_dir, name))
+      splits = E.token_splits(data, int(cfg.max_len))
+      length = int(cfg.max_len)
+    ctx = setup.load_context(name, config, backbone, store, progress=log,
+                             structure_only=True, splits=splits)
+    for r in E.measure(ctx, methods, progress=log, timing=not opts.dry_run):
+      rows.append({"backbone": backbone, "dataset": dataset, "seq_len": length,
+                   "compute_dtype": str(cfg.compute_dtype), **r})
+  frame = pd.DataFrame(rows)
+  outdir = store.root / "tables"
+  store.check_writable()
+  caption = report.TABLE3_CAPTION
+  atomic_write_text(outdir / "table3.csv", frame.to_csv(index=False, lineterminator="\n",
+                                                      float_format="%.6g"))
+  atomic_write_text(outdir / "table3.tex", E.to_latex(rows, caption))
+  report.print_table3(frame, caption, outdir)
+  return 0
+
+
+def applicable(ctx, methods: list, progress=log) -> tuple[list, dict[str, str]]:
+  """``methods`` less those that do not apply to ``ctx``'s dataset and
+  backbone (``Method.why_not``), and why each left out does not: said in one
+  line per reason."""
+  why = {m.name: m.why_not(ctx) for m in methods}
+  left_out: dict[str, list[str]] = {}
+  for m in methods:
+    if why[m.name] is not None:
+      left_out.setdefault(why[m.name], []).append(m.name)
+  for reason, names in left_out.items():
+    progress(f"leaving out {', '.join(names)} ({reason})")
+  return ([m for m in methods if why[m.name] is None],
+          {n: r for n, r in why.items() if r is not None})
+
+
+def validate_methods(ctx, methods, seeds) -> None:
+  """Every method's settings, before anything is written."""
+  from benchmark import protocol
+  for m in methods:
+    for s in seeds:
+      protocol.method_key(ctx, m, s)
+
+
+def run_sweep(ctx, methods, seeds, shard):
+  """Learning-rate selection (when the preset has grids), then every (method,
+  seed) of this shard. ``records`` is None while other shards are running."""
+  from benchmark import protocol, sweep
+  choices = sweep.select(ctx, methods, seeds[0], shard)
+  ctx = ctx.with_lrs(sweep.chosen_lrs(choices))  # the choices are a value
+  mine = protocol.run(ctx, methods, seeds, shard)
+  records = mine if shard[1] == 1 else protocol.collect(ctx, methods, seeds)
+  if records is None:
+    print(report.shard_waiting(ctx, shard, mine))
+  return mine, records, choices

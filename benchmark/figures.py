@@ -31,10 +31,6 @@ def _save(fig, path: Path) -> Path:
   return path
 
 
-# The dataset(s) the paper's Figure 4 shows: what --figure 4 runs when no
-# --dataset is given.
-FIGURE4_DATASETS = ("movielens_genre",)
-
 
 def layer_frame(contexts: Mapping[str, object], seeds: Sequence[int], progress) -> pd.DataFrame:
   """Trains (or reads) every single-block probe; one row per (dataset,

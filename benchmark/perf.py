@@ -419,6 +419,10 @@ def main(argv=None) -> int:
                        f"accel on CPU, accel alone on an accelerator)")
   ap.add_argument("--rss_methods", default="lp,levi",
                   help="methods of the cpu-preset MovieLens run whose peak RSS is measured")
+  ap.add_argument("--accel_batch", type=int, default=64, help="accel: examples per step")
+  ap.add_argument("--accel_seq", type=int, default=64, help="accel: tokens per example")
+  ap.add_argument("--accel_backbones", default=",".join(ACCEL_BACKBONES),
+                  help="accel: comma-separated backbones")
   a = ap.parse_args(argv)
   if a.only is None:
     import jax
@@ -436,7 +440,9 @@ def main(argv=None) -> int:
     tmp = Path(tmp)
     runs = {"ft_step": lambda: ft_step(), "cached_epoch": lambda: cached_epoch(tmp / "c"),
             "pipeline": lambda: pipeline(tmp / "p"), "reuse": lambda: reuse(tmp / "r"),
-            "rss": lambda: peak_rss(tmp / "m", a.rss_methods), "accel": accel}
+            "rss": lambda: peak_rss(tmp / "m", a.rss_methods),
+            "accel": lambda: accel(batch=a.accel_batch, seq=a.accel_seq, backbones=tuple(
+                b.strip() for b in a.accel_backbones.split(",") if b.strip()))}
     for name in only:
       t = time.perf_counter()
       got = runs[name]()

@@ -248,6 +248,18 @@ def load_hf_bert(model: BertEncoder, path: str | os.PathLike) -> None:
   ``model``. Reads with numpy so torch is not needed; every model parameter
   must be in the file, else it is a checkpoint of another architecture."""
   src, raw = P.read_safetensors(path, "BERT")
+  rows = raw.pop("levi.vocab_rows", None)
+  if rows is not None:
+    # Weights cut to the vocabulary rows a benchmark uses (``tools.accel_prepare``):
+    # back into a full table; rows no sentence uses stay zero and are never read.
+    key = next(k for k in raw if k.endswith("embeddings.word_embeddings.weight"))
+    table = raw[key]
+    full = np.zeros((model.cfg.vocab_size, table.shape[1]), table.dtype)
+    if len(rows) != len(table) or rows.min(initial=0) < 0 or rows.max(initial=0) >= len(full):
+      raise UserError(f"{src}: levi.vocab_rows does not index its word-embedding table; "
+                      f"prepare the weights again (python -m tools.accel_prepare)")
+    full[rows] = table
+    raw[key] = full
 
   flat: dict[str, np.ndarray] = {}
   unknown = []

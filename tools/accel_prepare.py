@@ -108,7 +108,7 @@ def main(argv=None) -> int:
   shutil.copy(whl, out / "cache" / "wheels" / whl.name)
   info["wheels"] = [] if a.no_wheels else wheels(out / "wheels")
   info["accel_mib"] = round(folder_mib(out), 1)
-  info["tree_mib"] = round(tree_mib() - (folder_mib(out) if out.is_relative_to(REPO) else 0), 1)
+  info["tree_mib"] = round(tree_mib(), 1)   # accel/ is git-ignored: not in it
   (out / "prepared.json").write_text(json.dumps(info, indent=1) + "\n")
   total = info["accel_mib"] + info["tree_mib"]
   print(f"wrote {out}: {info['accel_mib']} MiB (+ {info['tree_mib']} MiB of tree = "

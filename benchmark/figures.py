@@ -111,7 +111,7 @@ def scatter(records: Sequence[Mapping], labels: Mapping[str, str], path: Path,
     ax.annotate(labels.get(m, m), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
   name = METRIC_NAMES.get(metric, metric.upper())
   better = "lower" if metric in LOWER_IS_BETTER else "higher"
-  ax.set_xlabel(f"ID {name} (test_id)")
+  ax.set_xlabel(f"ID {name}, test_id")
   ax.set_ylabel(ood_label(keys, metric, exclude))
   seeds = sorted({r["seed"] for rs in by.values() for r in rs})
   ax.set_title(f"{title}\nmean ± std over seeds {','.join(map(str, seeds))}; {better} is "

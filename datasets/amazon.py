@@ -229,8 +229,12 @@ def find_source(data_dir: str | None, groups: list[str], books_version: str) -> 
     if any(folder.glob("amazon_reviews_us_*.tsv*")):
       found = {g: _find(folder, [f"amazon_reviews_us_{_versions(g, books_version)}"],
                         (".tsv.gz", ".tsv")) for g in groups}
-      if BOOKS in groups and found[BOOKS] is None:
-        _other_books_version(folder, books_version)
+      other = sorted(folder.glob("amazon_reviews_us_Books_v*.tsv*"))
+      if BOOKS in groups and found[BOOKS] is None and other:  # another Books version
+        v = other[0].name[len("amazon_reviews_us_Books_"):].split(".")[0]
+        raise DataError(f"{folder}: missing amazon_reviews_us_Books_{books_version}.tsv(.gz), "
+                        f"but {other[0].name} is there: to use it, pass "
+                        f"--config.data.amazon_reviews.books_version={v}")
       return _complete(Source("tsv", folder, {g: [p] for g, p in found.items() if p}, {}),
                        groups, lambda g: f"amazon_reviews_us_{_versions(g, books_version)}"
                                          f".tsv(.gz)")
@@ -256,17 +260,6 @@ def find_source(data_dir: str | None, groups: list[str], books_version: str) -> 
                        lambda g: "/".join(f"{s}.json(.gz)" for s in [g, *ALIASES_2018.get(g, ())])
                                  + " with its meta_ file")
   raise DataError(no_data_message(data_dir, groups, books_version))
-
-
-def _other_books_version(folder: Path, books_version: str) -> None:
-  """Another Books version than the one asked for lies in ``folder``: an
-  error naming the config value that reads it."""
-  other = sorted(p.name for p in folder.glob("amazon_reviews_us_Books_v*.tsv*"))
-  if other:
-    version = other[0][len("amazon_reviews_us_Books_"):].split(".")[0]
-    raise DataError(f"{folder}: missing amazon_reviews_us_Books_{books_version}.tsv(.gz), but "
-                    f"{other[0]} is there: to use it, pass "
-                    f"--config.data.amazon_reviews.books_version={version}")
 
 
 def _complete(src: Source, groups: list[str], name) -> Source:

@@ -241,7 +241,8 @@ def print_pending(ctx, methods, seeds) -> int:
   flops = (f"XLA-counted {E.human(total)}FLOP at this machine's float32 matmul rate of "
            f"{rate / 1e9:.0f} GFLOP/s times {lo_f:.1f} to {hi_f:.1f}")
   if n_timed == len(specs):
-    how = f"each from the times of stored runs like it in {ctx.store.root}"
+    how = (f"each from the times of stored runs like it in {ctx.store.root}, up to "
+           f"{E.TIMED_SLACK:g}x the slowest when other work shares the cores")
   elif n_timed:
     how = (f"{n_timed} from the times of stored runs like them; the rest: {flops}, the "
            f"factor those runs took, plus compiling each kind once")

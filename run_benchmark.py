@@ -1,65 +1,90 @@
 """Runs OOD fine-tuning methods on a distribution-shift benchmark and writes the
 table (CSV + LaTeX) to WORKDIR/tables/<dataset>.{csv,tex}.
 
-  python run_benchmark.py --list
+  python run_benchmark.py --help         # the flags, presets and examples
   python run_benchmark.py --method ft,fs,levi --dataset synthetic_spurious --seeds 0,1,2
-  python run_benchmark.py --method all --dataset tabular --data_dir my.csv --preset smoke
-  python run_benchmark.py --method levi --dataset synthetic_spurious --config.lr.levi=0.01
-  python run_benchmark.py --method all --dataset synthetic_spurious --shard 0/2 &  # and 1/2
 
 Components (trained networks) and method results are kept in WORKDIR/runs/; a
-rerun trains only what is missing. The work is done in ``benchmark/cli/``
-(flag values in ``args``, the runs in ``runs``, what is printed and written
-about them in ``report``) over the setup path of ``benchmark/setup.py``.
+rerun trains only what is missing, and Ctrl-C (or SIGTERM) stops a run so that
+the same command resumes it. The work is done in ``benchmark/cli/`` (flag
+values in ``args``, the runs in ``runs``, what is printed in ``report``, the
+config keys' meanings in ``config_help``) over ``benchmark/setup.py``.
 """
 from __future__ import annotations
 
 import sys
+import time
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+_STARTED = time.perf_counter()
+from benchmark import interrupts  # noqa: E402  (before the heavy imports below)
 
-from benchmark import setup
-from benchmark.cli import args, runs
-from benchmark.errors import UserError
+if __name__ == "__main__":
+  interrupts.install("interrupted: 0 components finished and saved; rerun the same "
+                     "command to resume")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from benchmark import paper_tables, setup  # noqa: E402
+from benchmark.cli import args, report, runs  # noqa: E402
+from benchmark.errors import UserError  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("list", False, "Print every method, dataset, backbone and preset name.")
-flags.DEFINE_bool("list_config", False, "Print the resolved config for --dataset/--preset.")
-flags.DEFINE_string("method", None, "Comma-separated method names, or 'all'.")
-flags.DEFINE_string("dataset", None, "Benchmark name (see --list).")
-flags.DEFINE_string("backbone", None, "Large model; default: the dataset's.")
-flags.DEFINE_string("seeds", "0,1,2", "Comma-separated non-negative integer seeds.")
-flags.DEFINE_string("shard", "0/1", "i/N: run every N-th (method, seed) of the sweep from "
-                    "the i-th, so that N processes (or cluster jobs) share one --workdir; "
-                    "the last shard to finish writes the table.")
-flags.DEFINE_string("table", "", "A table of the paper (1, 3, 5, 9, 10, 11, 14): trains its "
-                    "missing runs, writes WORKDIR/tables/tableN.{csv,tex,hparams.json}.")
-flags.DEFINE_string("figure", "", "4: the paper's Figure 4 (one adapting layer per block of "
-                    "the pre-trained large model; trains what is missing); scatter: ID vs "
-                    "OOD of every method run on --dataset. Writes WORKDIR/figures/.")
-flags.DEFINE_bool("dry_run", False, "List the component trainings the command would run, "
-                  "and their estimated cost, without training.")
-flags.DEFINE_string("preset", "cpu", "smoke (seconds, CI) | cpu (minutes here) | paper.")
-flags.DEFINE_string("workdir", "results", "Run store and tables go here.")
-flags.DEFINE_string("data_dir", None, "Where the dataset's files are (a CSV for 'tabular'); "
-                    "for a table spanning datasets, NAME=PATH[,NAME=PATH] gives one per "
-                    "dataset (e.g. amazon_reviews=/data/amazon).")
-flags.DEFINE_bool("extra_rows", True, "--table N: also the rows the harness adds below "
-                  "the paper's (model soups, Model Ratatouille); --noextra_rows leaves them out.")
-flags.DEFINE_bool("verbose", False, "Show tracebacks for errors.")
+# (name, default, value shown in --help, help); the order is --help's.
+FLAG_SPECS = (
+    ("method", None, "M,M|all", "methods to run (the table's rows), or 'all'"),
+    ("dataset", None, "NAME", "the benchmark (see --list)"),
+    ("backbone", None, "NAME", "the large model; default: the dataset's"),
+    ("seeds", "0,1,2", "0,1,2", "seeds; tables show mean ± std over them"),
+    ("preset", "cpu", "NAME", "smoke (seconds, CI) | cpu (minutes on 2 cores) | paper "
+     "(accelerators)"),
+    ("workdir", "results", "DIR", "the run store (runs/), tables/ and figures/"),
+    ("data_dir", None, "PATH", "the dataset's files (a CSV for tabular); for a table "
+     "spanning datasets NAME=PATH[,NAME=PATH]"),
+    ("table", "", "N", f"a table of the paper ({paper_tables.numbers_text()}): trains its "
+     "missing runs, writes tables/tableN.*"),
+    ("figure", "", "4|scatter", "the paper's Figure 4, or ID vs OOD of every method run on "
+     "--dataset; writes figures/"),
+    ("extra_rows", True, None, "--table N: also the rows the harness adds (soups, "
+     "Ratatouille); --noextra_rows drops them"),
+    ("dry_run", False, None, "list the trainings the command would run and their "
+     "estimated time; train nothing"),
+    ("shard", "0/1", "i/N", "run every N-th (method, seed) from the i-th, so that N "
+     "processes share one --workdir"),
+    ("list", False, None, "print every method, dataset, backbone and preset"),
+    ("list_config", False, None, "with --dataset: the config keys that apply, their "
+     "values under --preset, and meanings"),
+    ("verbose", False, None, "show tracebacks for errors"),
+)
+for _name, _default, _shown, _help in FLAG_SPECS:
+  (flags.DEFINE_bool if isinstance(_default, bool) else flags.DEFINE_string)(
+      _name, _default, _help)
 
 _BASE_CONFIG = setup.base_config()
-if __name__ == "__main__":
-  # --config.* overrides checked before absl parses them, where ml_collections
-  # would print a traceback (unknown key) or a two-line fatal error (bad value).
+HELP_ARGS = ("--help", "-h", "-help", "--helpshort", "-?")
+
+
+def check_command_line(argv: list[str]) -> None:
+  """``--help`` prints the usage and exits 0; a misspelt flag or a bad
+  ``--config.*`` override is one ``error:`` line and exit 2, before absl or
+  ml_collections parse them (which print a fatal error or a traceback)."""
+  if any(a in HELP_ARGS for a in argv[1:]):
+    print(report.usage(FLAG_SPECS, FLAGS))
+    sys.exit(0)
   try:
-    args.check_config_overrides(sys.argv[1:], _BASE_CONFIG)
-  except UserError as _e:
-    if "--verbose" in sys.argv:
+    args.check_flag_names(argv[1:], FLAGS, [n for n, *_ in FLAG_SPECS] + ["config"])
+    args.check_config_overrides(argv[1:], _BASE_CONFIG)
+  except UserError as e:
+    if "--verbose" in argv:
       raise
-    print(f"error: {_e}", file=sys.stderr)
+    print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+
+
+if __name__ == "__main__":
+  # Before the config flag is defined: ml_collections parses the --config.*
+  # overrides then (a traceback for an unknown key).
+  check_command_line(sys.argv)
 config_flags.DEFINE_config_dict(
     "config", _BASE_CONFIG,
     "Overrides, e.g. --config.epochs=5 --config.lr.ft=1e-4 (see --list_config).")
@@ -68,13 +93,23 @@ config_flags.DEFINE_config_dict(
 def main(argv: list[str]) -> None:
   if not FLAGS.verbose:
     logging.set_verbosity(logging.WARNING)  # e.g. JAX's 'no TPU' INFO line
+  interrupts.arm()
   try:
-    code = runs.run(args.Options.from_flags(FLAGS, sys.argv))
+    if len(argv) > 1:
+      raise UserError(f"unexpected argument {argv[1]!r}: every value follows its flag, "
+                      f"and lists take commas (e.g. --method ft,levi)")
+    code = runs.run(args.Options.from_flags(FLAGS, sys.argv), started=_STARTED)
   except UserError as e:
     if FLAGS.verbose:
       raise
     print(f"error: {e}", file=sys.stderr)
     code = 2
+  except interrupts.Interrupted as e:  # claims released, temporary files removed
+    if FLAGS.verbose:
+      raise
+    print(report.interrupted(runs.CONTEXTS), file=sys.stderr)
+    code = e.exit_code
+  interrupts.disarm()
   sys.exit(code)
 
 

@@ -82,14 +82,26 @@ class TrainCheckpoint:
   def due(self) -> bool:
     return time.monotonic() - self._last_save >= self.min_interval_s
 
+  def saved_epoch(self) -> int | None:
+    """The epoch the latest checkpoint was saved after (what a training would
+    resume from), or None; read off the folder names, without orbax."""
+    if not self.directory.is_dir():
+      return None
+    steps = [int(p.name) for p in self.directory.iterdir() if p.is_dir() and p.name.isdigit()]
+    return max(steps) if steps else None
+
   def save(self, epoch: int, tree: Any, meta: dict) -> None:
     import orbax.checkpoint as ocp
+
+    from benchmark import interrupts
     leaves = [np.asarray(jax.device_get(x)) for x in jax.tree.leaves(tree)]
-    mngr = self._mngr()
-    mngr.save(epoch, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(self._as_dict(leaves)), meta=ocp.args.JsonSave(meta)),
-        force=True)
-    mngr.wait_until_finished()
+    # Ctrl-C or SIGTERM during a save waits for it: no half-written folder.
+    with interrupts.deferred():
+      mngr = self._mngr()
+      mngr.save(epoch, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(self._as_dict(leaves)), meta=ocp.args.JsonSave(meta)),
+          force=True)
+      mngr.wait_until_finished()
     self._last_save = time.monotonic()
 
   def remove(self) -> None:

@@ -139,6 +139,13 @@ class ShiftSplits:
   # Auxiliary tasks (``AuxTask``) by name, for Model Ratatouille; not part of
   # ``fingerprint``: components of the target task do not depend on them.
   aux: dict[str, AuxTask] = dataclasses.field(default_factory=dict)
+  # What the loader noticed in the data (a tiny OOD group, a label value never
+  # seen in ID training, ...), by split name ("" = the whole dataset): warned
+  # about once, and kept in the tables' ``note``. Not part of ``fingerprint``.
+  notes: dict[str, str] = dataclasses.field(default_factory=dict)
+  # OOD groups shown on their own but left out of the ``ood`` mean (too few
+  # rows to weigh as much as the others). Not part of ``fingerprint``.
+  ood_excluded: tuple[str, ...] = ()
 
   def __post_init__(self):
     for name in ("train", "val", "test_id"):

@@ -272,3 +272,69 @@ def estimate(ctx, specs) -> tuple[float, list[float]]:
   if cache_needed:
     total += flops("ft") * (len(s.train) + n_val + n_eval)
   return total, per
+
+
+# Wall time per FLOP-time (FLOPs at the measured matmul rate) of a component
+# training, when no stored run calibrates it: XLA does not reach the plain
+# matmul rate on small batches, evaluation runs at batch 1024, and cores are
+# often shared. Measured on the 2-core CPU: 2-5.5x (MovieLens/MiniLM smoke, cores
+# shared), against the best of a few matmul timings.
+DEFAULT_FACTORS = (1.5, 6.0)
+COMPILE_S_PER_BLOCK = (0.5, 5.0)  # compiling a kind's steps, once per process
+# A training like a stored one takes up to this many times the slowest of
+# them: measured 1.5-2x on the 2-core CPU when other work shared the cores.
+TIMED_SLACK = 2.0
+
+
+def _same_run(a: dict, b: dict) -> bool:
+  """Configs of one training up to its learning rate: same cost."""
+  return {k: v for k, v in a.items() if k != "lr"} == {k: v for k, v in b.items() if k != "lr"}
+
+
+def wall_range(ctx, specs, per_flops, cache_flops: float, rate: float
+               ) -> tuple[float, float, int, tuple[float, float]]:
+  """(low, high) seconds of wall time for training ``specs``, how many of
+  them were timed from stored runs, and the factor range used for the rest. A spec whose training the store holds
+  at another seed or learning rate (same config otherwise) takes what those
+  runs took (this machine's last runs); the others take their FLOPs at
+  ``rate`` times a factor, calibrated by the timed ones where there are any
+  (else ``DEFAULT_FACTORS``), plus compiling each kind once."""
+  import json
+
+  from benchmark.store import canonical
+  timed: dict[str, list[tuple[dict, float]]] = {}
+  for kind in {s.kind for s in specs}:
+    folder = ctx.store.component_path(kind, "x").parent
+    rows = []
+    for p in sorted(folder.glob("*.json"))[:2000] if folder.is_dir() else []:
+      try:
+        rec = json.loads(p.read_text())
+        t = rec["timings"]
+        if rec.get("status") == "ok" and not t.get("resumed_from_epoch"):
+          rows.append((rec["config"], float(t["total_s"])))
+      except (OSError, ValueError, KeyError, TypeError):
+        continue
+    timed[kind] = rows
+  measured, ratios = {}, []
+  for i, (spec, f) in enumerate(zip(specs, per_flops)):
+    mine = json.loads(canonical(spec.config))
+    times = [t for c, t in timed[spec.kind] if _same_run(c, mine)]
+    if times:
+      measured[i] = (min(times), max(times))
+      if f / rate >= 1.0:  # tiny trainings time their overheads, not their FLOPs
+        ratios += [t / (f / rate) for t in times]
+  lo_f, hi_f = (min(ratios), max(ratios)) if ratios else DEFAULT_FACTORS
+  blocks = max(1, ctx.num_blocks())
+  low = high = 0.0
+  compiled = set()
+  for i, (spec, f) in enumerate(zip(specs, per_flops)):
+    if i in measured:  # other work on the cores made runs here 2x slower than stored ones
+      low, high = low + 0.8 * measured[i][0], high + TIMED_SLACK * measured[i][1]
+      continue
+    low, high = low + lo_f * f / rate, high + hi_f * f / rate
+    if spec.kind not in compiled:
+      compiled.add(spec.kind)
+      n = 1 if _frozen_large(spec.kind) else blocks
+      low, high = low + COMPILE_S_PER_BLOCK[0] * n, high + COMPILE_S_PER_BLOCK[1] * n
+  low, high = low + lo_f * cache_flops / rate, high + hi_f * cache_flops / rate
+  return low, high, len(measured), (lo_f, hi_f)

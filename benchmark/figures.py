@@ -1,8 +1,9 @@
 """Figures (PNG, matplotlib), from store records.
 
 - Figure 4 of the paper: one adapting layer on each single block of the
-  frozen pre-trained large model in turn; ID and OOD error per block.
-- An ID-versus-OOD scatter of every method run on a dataset.
+  frozen pre-trained large model in turn; ID and OOD score per block.
+- An ID-versus-OOD scatter of every method run on a dataset, its axes named
+  by the dataset's metric and OOD groups, error bars the std over seeds.
 """
 from __future__ import annotations
 
@@ -71,23 +72,48 @@ def figure4(frame: pd.DataFrame, outdir: Path) -> tuple[Path, Path]:
   return _save(fig, outdir / "figure4.png"), csv
 
 
+METRIC_NAMES = {"acc": "accuracy (%)", "rmse": "RMSE"}
+
+
+def ood_label(keys: Sequence[str], metric: str, exclude: Sequence[str] = ()) -> str:
+  """The OOD axis's label, from the dataset's own metric and groups (those
+  ``headline_ood`` averages)."""
+  from benchmark.tables import headline_ood
+  groups = [k[4:] for k in headline_ood(list(keys), exclude)]
+  name = METRIC_NAMES.get(metric, metric.upper())
+  if len(groups) == 1:
+    return f"OOD {name}, group {groups[0]}"
+  listed = f": {', '.join(groups)}" if len(groups) <= 4 else ""
+  return f"OOD {name}, unweighted mean over {len(groups)} groups{listed}"
+
+
 def scatter(records: Sequence[Mapping], labels: Mapping[str, str], path: Path,
-            title: str) -> Path:
-  """Mean ID versus mean OOD score per method (seeds averaged)."""
+            title: str, exclude: Sequence[str] = ()) -> Path:
+  """Mean ID (test_id) versus mean OOD score per method, with error bars of
+  the standard deviation over seeds (sample std; none for one seed). OOD
+  groups in ``exclude`` stay out of the OOD mean."""
+  from benchmark.tables import LOWER_IS_BETTER
   plt = _pyplot()
   by: dict[str, list] = {}
   for r in records:
     if r.get("status") == "ok":
       by.setdefault(r["method"], []).append(r)
-  fig, ax = plt.subplots(figsize=(5.5, 4.5))
-  metric = ""
+  fig, ax = plt.subplots(figsize=(6.0, 4.8))
+  metric, keys = "", []
   for m, recs in by.items():
-    metric = recs[0]["metric"].upper()
-    x = np.mean([split_values(r, "test_id") for r in recs])
-    y = np.mean([headline_value(r) for r in recs])
-    ax.scatter([x], [y], color="tab:red" if m.startswith("levi") else "tab:blue")
+    metric, keys = recs[0]["metric"], list(recs[0]["scores"])
+    xs = [split_values(r, "test_id") for r in recs]
+    ys = [headline_value(r, exclude) for r in recs]
+    sd = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+    x, y = float(np.mean(xs)), float(np.mean(ys))
+    ax.errorbar([x], [y], xerr=[sd(xs)], yerr=[sd(ys)], fmt="o", capsize=3,
+                color="tab:red" if m.startswith("levi") else "tab:blue")
     ax.annotate(labels.get(m, m), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-  ax.set_xlabel(f"ID {metric}")
-  ax.set_ylabel(f"OOD {metric} (unweighted mean over OOD groups)")
-  ax.set_title(title, fontsize=9)
+  name = METRIC_NAMES.get(metric, metric.upper())
+  better = "lower" if metric in LOWER_IS_BETTER else "higher"
+  ax.set_xlabel(f"ID {name}, test_id")
+  ax.set_ylabel(ood_label(keys, metric, exclude))
+  seeds = sorted({r["seed"] for rs in by.values() for r in rs})
+  ax.set_title(f"{title}\nmean ± std over seeds {','.join(map(str, seeds))}; {better} is "
+               f"better", fontsize=8)
   return _save(fig, path)

@@ -62,6 +62,12 @@ class PaperTable:
     new = tuple(r for r in rows if r[0] not in self.methods)
     return dataclasses.replace(self, extra_rows=self.extra_rows + new)
 
+  def relabel_extras(self, labels: Mapping[str, str]) -> "PaperTable":
+    """This table with its extra rows (not the paper's) labelled ``labels[m]``
+    (the method registry's display names), marked as added."""
+    return dataclasses.replace(self, extra_rows=tuple(
+        (m, labels[m] + EXTRA_MARK if m in labels else label) for m, label in self.extra_rows))
+
   def datasets(self) -> list[str]:
     return list(dict.fromkeys(c.dataset for c in self.cols))
 
@@ -137,6 +143,17 @@ TABLES.update({t.number: t for t in (
 NUMBERS = sorted([*TABLES, 3])
 
 
+def numbers_text(numbers=None) -> str:
+  """``NUMBERS`` as runs, e.g. ``1–5, 9–12, 14, 17`` (what --help and README say)."""
+  runs: list[list[int]] = []
+  for n in NUMBERS if numbers is None else numbers:
+    if runs and n == runs[-1][-1] + 1:
+      runs[-1].append(n)
+    else:
+      runs.append([n])
+  return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+
+
 def split_values(rec: Mapping, split: str) -> float | None:
   """One seed's score for a column's split; aggregates (``ood``,
   ``ood/products``, see ``tables.ood_aggregates``) are unweighted means over
@@ -148,10 +165,11 @@ def split_values(rec: Mapping, split: str) -> float | None:
   return scores.get(split)
 
 
-def headline_value(rec: Mapping) -> float | None:
-  """One seed's single OOD number for figures (``tables.headline_ood``)."""
+def headline_value(rec: Mapping, exclude: Sequence[str] = ()) -> float | None:
+  """One seed's single OOD number for figures (``tables.headline_ood``;
+  groups in ``exclude`` left out)."""
   scores = rec.get("scores", {})
-  keys = headline_ood(list(scores))
+  keys = headline_ood(list(scores), exclude)
   return float(np.mean([scores[k] for k in keys])) if keys else None
 
 

@@ -27,7 +27,9 @@ def run_method(ctx: Context, method, seed: int) -> dict:
   rec = ctx.store.read(path)
   if rec is not None:
     ctx.methods_reused += 1
+    ctx.progress(f"{method.name} seed {seed} (stored)")
     return rec
+  ctx.progress(f"{method.name} seed {seed}")
   t0 = time.perf_counter()
   specs = method.specs(ctx, seed)
   labels = {k: np.asarray(s.label) for k, s in ctx.splits.eval_splits().items()}
@@ -64,7 +66,6 @@ def run(ctx: Context, methods: Sequence, seeds: Sequence[int],
         shard: tuple[int, int] = (0, 1)) -> list[dict]:
   records = []
   for method, seed in jobs(methods, seeds, shard):
-    ctx.progress(f"{method.name} seed {seed}")
     records.append(run_method(ctx, method, seed))
   return records
 

@@ -68,6 +68,7 @@ class ComponentRunner:
     self.feature_cache = T.FeatureCache(store.root / "cache" / "taps")
     self.trained: list[str] = []   # component keys trained in this invocation
     self.loaded: list[str] = []    # component keys read back from the store
+    self.failed: list[str] = []    # component keys whose training failed (diverged)
     self.claim_poll_s = 2.0        # how often to look for a record another process trains
     self.methods_reused = 0        # method results read back from the store
     self._results: dict[str, ComponentResult] = {}
@@ -149,6 +150,7 @@ class ComponentRunner:
           break
     if rec is not None:
       self.loaded.append(spec.key)
+      self.progress(f"{spec.kind} seed {spec.seed} (stored)")
       # A process killed between writing the record and removing its
       # mid-training checkpoint leaves the checkpoint behind: not needed.
       stale = self.store.root / "ckpt" / spec.kind / spec.key
@@ -157,6 +159,7 @@ class ComponentRunner:
     else:
       rec = self._claim_and_train(spec, path)
     if rec.get("status") == "failed":
+      self.failed.append(spec.key)
       raise ComponentFailed(f"{spec.kind} (seed {spec.seed}) failed: {rec.get('reason')}")
     res = ComponentResult(spec, rec, self.store)
     self._results[spec.key] = res
@@ -175,10 +178,11 @@ class ComponentRunner:
           rec = self.store.read(path)  # finished while we waited for the claim?
           if rec is not None:
             self.loaded.append(spec.key)
+            self.progress(f"{spec.kind} seed {spec.seed} (stored, by another process)")
             return rec
           return self._train(spec)
       if not waited:
-        self.progress(f"waiting for {spec.kind} (seed {spec.seed}), being trained by "
+        self.progress(f"waiting for {spec.kind} seed {spec.seed}, being trained by "
                       f"{locks.describe(lock)}")
         waited = True
       time.sleep(self.claim_poll_s)
@@ -200,9 +204,16 @@ class ComponentRunner:
         label_scale=T.label_scale(task, np.asarray(
             getattr(data, extra.get("train_split", "train")).label)),
         oov_rate=float(spec.config.get("oov_rate", 0.0)),
-        desc=f"{spec.kind} s{spec.seed}",
+        desc=f"{spec.kind} seed {spec.seed}",
         checkpoint=self.train_checkpoint(spec), **extra)
-    self.progress(f"training {spec.kind} (seed {spec.seed}) [{spec.key}]")
+    done = None if job.checkpoint is None else job.checkpoint.saved_epoch()
+    if done:
+      self.progress(f"resuming {spec.kind} seed {spec.seed} from epoch {done} of "
+                    f"{job.epochs} [{spec.key}]")
+    else:
+      why = nearest_difference(self.store, spec)
+      self.progress(f"training {spec.kind} seed {spec.seed} [{spec.key}]"
+                    + (f": {why}" if why else ""))
     path = self.store.component_path(spec.kind, spec.key)
     base = {"kind": spec.kind, "key": spec.key, "seed": spec.seed, "config": spec.config,
             "deps": {n: d.key for n, d in spec.deps}}
@@ -247,3 +258,54 @@ class ComponentRunner:
   def _drop_checkpoint(job) -> None:
     if job.checkpoint is not None:  # the record is in the store: no longer needed
       job.checkpoint.remove()
+
+
+def _flat(tree, prefix: str = "") -> dict:
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flat(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def nearest_difference(store: RunStore, spec: ComponentSpec, limit: int = 3) -> str | None:
+  """Why ``spec`` is not in the store although a run of its kind and seed on
+  the same dataset is: the values in which the nearest stored record's config
+  differs (e.g. ``epochs 4, stored 3``), or None when there is no such run
+  (a new seed, kind or dataset: nothing to explain)."""
+  import json
+
+  from benchmark.store import canonical
+  mine = _flat(json.loads(canonical(spec.config)))
+  deps = {n: d.key for n, d in spec.deps}
+  best = None
+  folder = store.component_path(spec.kind, "x").parent
+  for path in sorted(folder.glob("*.json"))[:5000] if folder.is_dir() else []:
+    try:
+      rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+      continue
+    if (not isinstance(rec, dict) or rec.get("seed") != spec.seed
+        or not isinstance(rec.get("config"), dict)
+        or rec["config"].get("dataset") != spec.config.get("dataset")):
+      continue
+    theirs = _flat(rec["config"])
+    diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k, "-") != theirs.get(k, "-"))
+    dep_diff = sorted(n for n in deps if (rec.get("deps") or {}).get(n) != deps[n])
+    score = (len(diff) + len(dep_diff), path.name)
+    if best is None or score < best[0]:
+      best = (score, diff, dep_diff, theirs, rec.get("key", path.stem))
+  if best is None:
+    return None
+  _, diff, dep_diff, theirs, key = best
+  if not diff and not dep_diff:
+    return None
+  show = lambda v: "-" if v == "-" else json.dumps(v)
+  parts = [("the data (its content changed)" if k == "data" else
+            f"{k} {show(mine.get(k, '-'))}, stored {show(theirs.get(k, '-'))}")
+           for k in diff[:limit]]
+  if len(diff) > limit:
+    parts.append(f"{len(diff) - limit} more")
+  parts += [f"its {n} component" for n in dep_diff]
+  return f"differs from the stored run {key} in " + "; ".join(parts)

@@ -99,6 +99,14 @@ def select(ctx: Context, methods: Sequence, seed: int,
   return choices
 
 
+def lr_to_choose(ctx: Context, kind: str) -> bool:
+  """Whether ``kind``'s learning rate is still to be chosen by a grid (the
+  protocol's choice not made yet): a dry run then shows a stand-in value."""
+  k = KINDS.get(kind)
+  name = k.name if k.tuned else k.lr_of
+  return bool(name) and KINDS.get(name).tuned and bool(grid(ctx, name)) and name not in ctx.lrs
+
+
 def _try(ctx: Context, spec: ComponentSpec):
   try:
     return ctx.component(spec)

@@ -15,11 +15,12 @@ import pandas as pd
 
 from benchmark.store import atomic_write_text
 
-COLUMNS = ["dataset", "method", "split", "metric", "mean", "std", "n_seeds", "n_examples"]
+COLUMNS = ["dataset", "method", "split", "metric", "mean", "std", "n_seeds", "n_examples",
+           "note"]
 LOWER_IS_BETTER = {"rmse"}
 
 
-def ood_aggregates(keys: Sequence[str]) -> dict[str, list[str]]:
+def ood_aggregates(keys: Sequence[str], exclude: Sequence[str] = ()) -> dict[str, list[str]]:
   """Aggregate splits -> the OOD groups they average, unweighted (how the
   paper's Table 1 follows from its per-group Tables 9-11).
 
@@ -27,8 +28,10 @@ def ood_aggregates(keys: Sequence[str]) -> dict[str, list[str]]:
   ``ood/<family>s`` (``ood/products``). ``ood`` averages the single-level
   groups (e.g. twelve genres) and exists only when there is no family: a
   dataset with a family and a single-level group (``ood/time``) reports them
-  apart, as the paper does."""
-  singles = [k for k in keys if k.startswith("ood/") and k.count("/") == 1]
+  apart, as the paper does. Groups in ``exclude`` (names, e.g. a group of
+  a few rows, ``ShiftSplits.ood_excluded``) stay out of ``ood``."""
+  singles = [k for k in keys if k.startswith("ood/") and k.count("/") == 1
+             and k[4:] not in exclude]
   families: dict[str, list[str]] = {}
   for k in keys:
     if k.startswith("ood/") and k.count("/") == 2:
@@ -38,11 +41,11 @@ def ood_aggregates(keys: Sequence[str]) -> dict[str, list[str]]:
   return out
 
 
-def headline_ood(keys: Sequence[str]) -> list[str]:
+def headline_ood(keys: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
   """The groups one OOD number averages when a figure needs one per dataset:
   ``ood`` when it exists, else the single-level groups (e.g. a time shift
   beside a product family, as in the paper's Table 5)."""
-  aggs = ood_aggregates(keys)
+  aggs = ood_aggregates(keys, exclude)
   if "ood" in aggs:
     return aggs["ood"]
   return [k for k in keys if k.startswith("ood/") and k.count("/") == 1] or \
@@ -66,12 +69,16 @@ def split_order(records: Sequence[Mapping]) -> list[str]:
   return order
 
 
-def dataset_frame(records: Sequence[Mapping], methods: Sequence[str] | None = None
-                  ) -> pd.DataFrame:
-  """Long table: one row per (dataset, method, split)."""
+def dataset_frame(records: Sequence[Mapping], methods: Sequence[str] | None = None,
+                  exclude: Sequence[str] = (), notes: Mapping[str, str] | None = None,
+                  method_notes: Mapping[str, str] | None = None) -> pd.DataFrame:
+  """Long table: one row per (dataset, method, split). ``exclude``: OOD
+  groups left out of ``ood``; ``note`` holds ``notes`` by split ("" = every
+  row) and ``method_notes`` by method."""
   rows = []
   order = split_order(records)
-  aggs = ood_aggregates(order)
+  aggs = ood_aggregates(order, exclude)
+  notes, method_notes = notes or {}, method_notes or {}
   by_method: dict[tuple[str, str], list[Mapping]] = {}
   for r in records:
     by_method.setdefault((r["dataset"], r["method"]), []).append(r)
@@ -93,8 +100,18 @@ def dataset_frame(records: Sequence[Mapping], methods: Sequence[str] | None = No
         n = n_ex.get(split, 0)
       mean = float(np.mean(vals)) if vals else np.nan
       std = float(np.std(vals, ddof=1)) if len(vals) > 1 else np.nan
-      rows.append([ds, m, split, metric, mean, std, len(vals), int(n)])
+      note = "; ".join(t for t in (notes.get(""), notes.get(split), method_notes.get(m)) if t)
+      rows.append([ds, m, split, metric, mean, std, len(vals), int(n), note])
   return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def identical_across_seeds(frame: pd.DataFrame) -> list[str]:
+  """Methods whose every split has the same score at every seed (std 0 over
+  two or more seeds): the seeds changed nothing, which a table's ``± 0.000``
+  would not say."""
+  multi = frame[frame["n_seeds"] > 1]
+  return [m for m, rows in multi.groupby("method", sort=False)
+          if rows["std"].notna().all() and (rows["std"] == 0).all()]
 
 
 def _cell(mean: float, std: float) -> str:

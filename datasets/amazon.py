@@ -229,6 +229,12 @@ def find_source(data_dir: str | None, groups: list[str], books_version: str) -> 
     if any(folder.glob("amazon_reviews_us_*.tsv*")):
       found = {g: _find(folder, [f"amazon_reviews_us_{_versions(g, books_version)}"],
                         (".tsv.gz", ".tsv")) for g in groups}
+      other = sorted(folder.glob("amazon_reviews_us_Books_v*.tsv*"))
+      if BOOKS in groups and found[BOOKS] is None and other:  # another Books version
+        v = other[0].name[len("amazon_reviews_us_Books_"):].split(".")[0]
+        raise DataError(f"{folder}: missing amazon_reviews_us_Books_{books_version}.tsv(.gz), "
+                        f"but {other[0].name} is there: to use it, pass "
+                        f"--config.data.amazon_reviews.books_version={v}")
       return _complete(Source("tsv", folder, {g: [p] for g, p in found.items() if p}, {}),
                        groups, lambda g: f"amazon_reviews_us_{_versions(g, books_version)}"
                                          f".tsv(.gz)")

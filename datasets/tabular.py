@@ -49,13 +49,18 @@ def read_csv(path: str) -> pd.DataFrame:
 
 
 def frame_to_splits(df: pd.DataFrame, name: str, *, task: str = "auto",
-                    standardize: bool = True, source: str = "CSV") -> ShiftSplits:
-  """The one path every tabular-schema benchmark goes through."""
-  missing = [c for c in ("label", "split") if c not in df.columns]
+                    standardize: bool = True, source: str = "CSV",
+                    missing: str | None = None, min_ood_rows: int = 0) -> ShiftSplits:
+  """The one path every tabular-schema benchmark goes through. ``missing``
+  says what empty ``num_*`` cells do (``error``, ``drop`` the row, ``mean``
+  of ID train; None: an error naming no option); OOD groups of fewer than
+  ``min_ood_rows`` rows are left out of the ``ood`` mean when others remain.
+  What the data's shape makes doubtful is in the splits' ``notes``."""
+  absent = [c for c in ("label", "split") if c not in df.columns]
   cats = sorted(c for c in df.columns if c.startswith("cat_"))
   nums = sorted(c for c in df.columns if c.startswith("num_"))
-  if missing:
-    raise DataError(f"{source}: missing column(s) {', '.join(missing)}; a tabular CSV "
+  if absent:
+    raise DataError(f"{source}: missing column(s) {', '.join(absent)}; a tabular CSV "
                     f"needs label, split and cat_*/num_* feature columns")
   if not cats and not nums:
     raise DataError(f"{source}: no feature columns; name them cat_<name> "
@@ -75,6 +80,8 @@ def frame_to_splits(df: pd.DataFrame, name: str, *, task: str = "auto",
   if df["label"].isna().any():
     row = int(np.flatnonzero(df["label"].isna())[0]) + 2
     raise DataError(f"{source}: empty label on line {row}; every row needs a label")
+  notes: dict[str, str] = {}
+  df, split = fill_missing(df, split, nums, missing, source, notes)
 
   is_aux = split.str.startswith("aux:").to_numpy()
   y, task, num_classes, classes = labels(df["label"][~is_aux], task, source, name)
@@ -92,7 +99,8 @@ def frame_to_splits(df: pd.DataFrame, name: str, *, task: str = "auto",
                       f"it cat_*")
     if not np.all(np.isfinite(num)):
       r, col = np.argwhere(~np.isfinite(num))[0]
-      raise DataError(f"{source}: {nums[col]} is empty or not finite on line {r + 2}")
+      raise DataError(f"{source}: {nums[col]} is not finite ({num[r, col]}) on line "
+                      f"{df.index[r] + 2}; fix the value")
     if standardize:
       tr = num[(split == "train").to_numpy()]
       mu, sd = tr.mean(0), tr.std(0)
@@ -119,11 +127,81 @@ def frame_to_splits(df: pd.DataFrame, name: str, *, task: str = "auto",
 
   groups = sorted(s[4:] for s in split.unique() if s.startswith("ood:"))
   pre = (split == "pretrain").to_numpy()
+  if classes is not None:
+    unseen_labels(y_all, split, is_aux, classes, notes)
+  excluded = small_groups(split, groups, min_ood_rows, name, notes)
   return ShiftSplits(
       info=info, train=make(split == "train"), val=make(split == "val"),
       test_id=make(split == "test_id"),
       ood={g: make(split == f"ood:{g}") for g in groups},
-      pretrain=make(pre) if pre.any() else None, aux=aux_tasks(df, split, make, source, name))
+      pretrain=make(pre) if pre.any() else None, aux=aux_tasks(df, split, make, source, name),
+      notes=notes, ood_excluded=excluded)
+
+
+def fill_missing(df, split, nums, missing, source, notes):
+  """Empty ``num_*`` cells: an error naming ``data.tabular.missing``, or the
+  rows dropped, or the ID train mean filled in (said in ``notes``)."""
+  if not nums:
+    return df, split
+  empty = df[nums].isna().to_numpy()
+  if not empty.any():
+    return df, split
+  r, col = np.argwhere(empty)[0]
+  rows, cells = int(empty.any(1).sum()), int(empty.sum())
+  if missing not in ("drop", "mean"):
+    if missing not in (None, "error"):
+      raise UserError(f"--config.data.tabular.missing={missing!r}: use error, drop or mean")
+    fix = ("" if missing is None else "; or pass --config.data.tabular.missing=drop (leave "
+           "those rows out) or --config.data.tabular.missing=mean (the ID train mean)")
+    raise DataError(f"{source}: {nums[col]} is empty on line {r + 2} ({cells} empty "
+                    f"num_* cell(s) in {rows} row(s)); fill them{fix}")
+  if missing == "drop":
+    keep = ~empty.any(1)
+    notes[""] = (f"{rows} row(s) with empty num_* cells left out "
+                 f"(data.tabular.missing=drop)")
+    return df[keep], split[keep]
+  train = (split == "train").to_numpy()
+  means = df.loc[train, nums].mean()
+  if means.isna().any():
+    bad = means.index[means.isna()][0]
+    raise DataError(f"{source}: {bad} is empty in every ID train row: no mean to fill in; "
+                    f"fill it or use --config.data.tabular.missing=drop")
+  notes[""] = (f"{cells} empty num_* cell(s) in {rows} row(s) filled with the ID train "
+               f"mean (data.tabular.missing=mean)")
+  return df.fillna({c: means[c] for c in nums}), split
+
+
+def unseen_labels(y, split, is_aux, classes, notes) -> None:
+  """A class that occurs outside ID train but never in it: no model learns
+  it; said on each split it occurs in."""
+  train = (split == "train").to_numpy()
+  seen = set(np.unique(y[train]).tolist())
+  for where in sorted(set(split[~is_aux]) - {"train", "pretrain"}):
+    rows = (split == where).to_numpy() & ~is_aux
+    lost = sorted(set(np.unique(y[rows]).tolist()) - seen)
+    if lost:
+      n = int(np.isin(y[rows], lost).sum())
+      key = f"ood/{where[4:]}" if where.startswith("ood:") else where
+      names = ", ".join(repr(classes[i]) for i in lost)
+      one = len(lost) == 1
+      notes[key] = (f"label value{'' if one else 's'} {names} occur{'s' if one else ''} in "
+                    f"{where} ({n} row(s)) but never in the ID train rows: no model can "
+                    f"learn {'it' if one else 'them'}")
+
+
+def small_groups(split, groups, min_rows: int, name: str, notes) -> tuple[str, ...]:
+  """OOD groups of fewer than ``min_rows`` rows, left out of the ``ood`` mean
+  (where it weighs every group alike) when larger groups remain."""
+  sizes = {g: int((split == f"ood:{g}").sum()) for g in groups}
+  small = [g for g in groups if sizes[g] < min_rows]
+  if not small or len(small) == len(groups):
+    return ()
+  for g in small:
+    notes[f"ood/{g}"] = (f"OOD group {g!r} has {sizes[g]} row(s), fewer than "
+                         f"data.{name}.min_ood_rows={min_rows}: left out of the ood mean "
+                         f"(--config.data.{name}.min_ood_rows=0 keeps it)")
+  notes["ood"] = f"mean over OOD groups of {min_rows}+ rows (not {', '.join(small)})"
+  return tuple(small)
 
 
 def aux_split(value: str) -> tuple[str, str] | None:
@@ -186,11 +264,13 @@ def aux_tasks(df, split, make, source: str, name: str) -> dict[str, AuxTask]:
 def load(config, data_dir):
   c = config.data.tabular
   return frame_to_splits(read_csv(data_dir), "tabular", task=c.task,
-                         standardize=c.standardize, source=data_dir)
+                         standardize=c.standardize, source=data_dir, missing=str(c.missing),
+                         min_ood_rows=int(c.min_ood_rows))
 
 
 DATASETS.add("tabular", DatasetSpec(
     name="tabular", description="a CSV you supply (--data_dir FILE.csv): cat_*, num_*, "
     "label, split in {pretrain, train, val, test_id, ood:<group>}",
     load=load, default_backbone="tabular_mlp",
-    data_defaults={"task": "auto", "standardize": True}))
+    data_defaults={"task": "auto", "standardize": True, "missing": "error",
+                   "min_ood_rows": 20}))

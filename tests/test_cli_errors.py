@@ -63,6 +63,12 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "amazon_empty_data_dir": (["--method", "lp", "--dataset", "amazon_reviews",
                                "--data_dir", "{dir:empty}", "--seeds", "0"],
                               ["amazon_reviews_us_{Books_v1_02,", "amazon_us_reviews/"]),
+    # Another Books version than the default: said, with the option that reads it.
+    "amazon_other_books_version": (["--method", "lp", "--dataset", "amazon_reviews",
+                                    "--data_dir", "{dir:books_v1_00}", "--seeds", "0"],
+                                   ["missing amazon_reviews_us_Books_v1_02.tsv(.gz)",
+                                    "amazon_reviews_us_Books_v1_00.tsv.gz is there",
+                                    "--config.data.amazon_reviews.books_version=v1_00"]),
     "data_dir_unknown_dataset": (["--method", "lp", "--dataset", "movielens_genre",
                                   "--data_dir", "amazon_review=/x", "--seeds", "0"],
                                  ["unknown dataset 'amazon_review'", "amazon_reviews"]),
@@ -100,6 +106,14 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "shard_malformed": (["--method", "ft", *SS, "--seeds", "0", "--shard", "2/2"],
                         ["--shard '2/2'", "--shard 0/2"]),
     "table_unknown": (["--table", "6"], ["--table '6'", "e.g. --table 1"]),
+    # Misspelt flags: the harness's one line with a did-you-mean, not absl's FATAL.
+    "flag_misspelt": (["--metod", "ft", *SS, "--seeds", "0"],
+                      ["unknown flag --metod", "did you mean --method?", "--help"]),
+    "flag_misspelt_bool": (["--method", "ft", *SS, "--dryrun"],
+                           ["unknown flag --dryrun", "did you mean --dry_run?"]),
+    "flag_unknown": (["--refrence", "ft", *SS], ["unknown flag --refrence", "--help"]),
+    "stray_argument": (["--method", "ft", "levi", *SS, "--seeds", "0"],
+                       ["unexpected argument 'levi'", "--method ft,levi"]),
     # The vision tables without their TFDS data: the builder and the fix named.
     "table_vision_no_weights": (["--table", "2", "--data_dir", "{dir:empty}"],
                                 ["vit_b16 needs its weights",
@@ -170,6 +184,9 @@ def write_fixtures(folder: Path) -> dict[str, Path]:
   good.write_text("num_a,cat_b,label,split\n"
                   + "".join(f"{n},{c},{y},{s}\n" for n, c, y, s in _GOOD_ROWS))
   (folder / "empty").mkdir(exist_ok=True)
+  (folder / "books_v1_00").mkdir(exist_ok=True)
+  (folder / "books_v1_00" / "amazon_reviews_us_Books_v1_00.tsv.gz").write_bytes(
+      gzip.compress(b"marketplace\tcustomer_id\n"))
   body = "num_a,cat_b,label,split\n" + "".join(
       f"{i / 7:.6f},{'abc'[i % 3]},{i % 2},{_GOOD_ROWS[i % 10][3]}\n" for i in range(3000))
   blob = gzip.compress(body.encode())
@@ -195,6 +212,7 @@ def write_fixtures(folder: Path) -> dict[str, Path]:
   return {"no_label": no_label, "holdout": holdout, "good": good, "fmnist": folder / "fmnist",
           "lite0_cut": lite0_cut,
           "does_not_exist": folder / "does_not_exist.csv", "empty": folder / "empty",
+          "books_v1_00": folder / "books_v1_00",
           "trunc_gz": trunc_gz, "ml_cut": ml_cut, "minilm_cut": minilm_cut, "minilm": minilm}
 
 

@@ -21,4 +21,23 @@ def test_figure4_and_scatter(run_cli, tmp_path):
   r = run_cli(["--figure", "scatter", *SS], tmp_path)
   assert r.returncode == 0, r.stderr
   assert "3 methods" in r.stdout
-  assert (tmp_path / "figures" / "scatter_synthetic_spurious.png").read_bytes()[:4] == b"\x89PNG"
+  (png,) = (tmp_path / "figures").glob("scatter_synthetic_spurious_smoke_*.png")
+  assert png.read_bytes()[:4] == b"\x89PNG" and str(png) in r.stdout
+  # Another configuration writes another file; this one stays.
+  assert run_cli(["--method", "ft", *SS, "--config.epochs=2"], tmp_path).returncode == 0
+  r = run_cli(["--figure", "scatter", *SS, "--config.epochs=2"], tmp_path)
+  assert r.returncode == 0, r.stderr
+  assert "(1 method, 1 run)" in r.stdout
+  assert len(list((tmp_path / "figures").glob("scatter_synthetic_spurious_smoke_*.png"))) == 2
+
+
+def test_scatter_axis_names_the_metric_and_groups():
+  from benchmark.figures import ood_label
+  assert ood_label(["val", "test_id", "ood/x_only"], "acc") == "OOD accuracy (%), group x_only"
+  genres = [f"ood/g{i}" for i in range(12)]
+  assert ood_label(genres, "rmse") == "OOD RMSE, unweighted mean over 12 groups"
+  assert ood_label(["ood/a", "ood/b", "ood/tiny"], "acc", exclude=("tiny",)) == \
+      "OOD accuracy (%), unweighted mean over 2 groups: a, b"
+  # A family beside a single-level group: the single-level one (as in the paper).
+  assert ood_label(["ood/time", "ood/product/Watches", "ood/product/Toys"], "rmse") == \
+      "OOD RMSE, group time"

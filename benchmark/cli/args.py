@@ -95,6 +95,40 @@ def check_config_overrides(argv: list[str], base) -> None:
                       f"--config.{key}={example}") from None
 
 
+# Flags absl itself reads (besides those in FLAGS when the check runs).
+ABSL_FLAGS = ("flagfile", "undefok", "helpfull", "helpxml", "only_check_args")
+
+
+def check_flag_names(argv: list[str], flag_values, ours: list[str]) -> None:
+  """Every ``--name`` (or ``--noname`` of a boolean) on the command line is a
+  defined flag; else a UserError with the closest of ``ours`` (the harness's
+  flags). The value after a flag that takes one is skipped (``--seeds -1``)."""
+  import difflib
+  known = set(flag_values) | set(ABSL_FLAGS) | {"config"}
+  skip = False
+  for arg in argv:
+    if skip:
+      skip = False
+      continue
+    if arg == "--":
+      break
+    if not arg.startswith("-") or arg == "-" or arg.startswith("--config."):
+      if arg.startswith("--config.") and "=" not in arg:
+        skip = True
+      continue
+    name, eq, _ = arg.lstrip("-").partition("=")
+    if name in known:
+      skip = not eq and name in flag_values and not flag_values[name].boolean
+      continue
+    if name.startswith("no") and name[2:] in flag_values and flag_values[name[2:]].boolean:
+      continue
+    close = difflib.get_close_matches(name, ours, n=1, cutoff=0.6) or \
+        difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    hint = f" (did you mean --{close[0]}?)" if close else ""
+    raise UserError(f"unknown flag {arg.split('=')[0]}{hint}; python run_benchmark.py "
+                    f"--help lists the flags")
+
+
 def override_keys(argv: list[str]) -> list[str]:
   """The ``--config.KEY`` names given on the command line, in order."""
   keys = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import time
 
 from benchmark import configs
@@ -33,6 +34,51 @@ def print_lists() -> None:
     print(f"\n{title}s:")
     for n in reg:
       print(f"  {n:18s} {desc(reg.get(n))}")
+
+
+def usage(flag_specs, flag_values=None) -> str:
+  """``--help``: the usage, one line per flag (from ``flag_specs``, the
+  ``(name, default, shown value, help)`` that define them), the presets,
+  tables, examples and where to look next."""
+  from benchmark import paper_tables
+  lines = ["usage: python run_benchmark.py --method M[,M...] --dataset NAME [flags]",
+           "                               [--config.KEY=VALUE ...]",
+           "       python run_benchmark.py --table N | --figure 4|scatter [flags]",
+           "",
+           "Runs OOD fine-tuning methods on a distribution-shift benchmark and writes the",
+           "table to WORKDIR/tables/. Finished runs are kept in WORKDIR/runs/: a rerun",
+           "trains only what is missing, and after Ctrl-C the same command resumes.",
+           "", "flags:"]
+  for name, default, shown, text in flag_specs:
+    flag = f"--{name}" + (f" {shown}" if shown else "")
+    dflt = ("" if default in (None, "", False, True, shown) else f" (default {default})")
+    lines += textwrap.wrap(f"  {flag:<20} {text}{dflt}", 90, subsequent_indent=" " * 23)
+  lines += [f"  {'--config.KEY=VALUE':<20} any config value, e.g. --config.epochs=5 "
+            f"--config.lr.ft=1e-4",
+            "",
+            f"presets:  {', '.join(configs.PRESETS)} (default cpu); what each sets: "
+            f"--list_config --dataset NAME --preset P",
+            f"tables:   {paper_tables.numbers_text()} (3: parameters, FLOPs and time per "
+            f"example)",
+            "",
+            "examples:",
+            "  python run_benchmark.py --list",
+            "  python run_benchmark.py --method ft,fs,levi --dataset synthetic_spurious "
+            "--preset smoke",
+            "  python run_benchmark.py --method all --dataset tabular --data_dir my.csv",
+            "  python run_benchmark.py --method levi --dataset movielens_genre "
+            "--config.lr.levi=0.01",
+            "  python run_benchmark.py --table 5 --dry_run",
+            "  python run_benchmark.py --figure scatter --dataset synthetic_spurious "
+            "--preset smoke",
+            "  python run_benchmark.py --method all --dataset synthetic_spurious "
+            "--shard 0/2 &   # and 1/2",
+            "",
+            "next: --list (names), --list_config --dataset NAME (config keys), README.md",
+            "(Running, Troubleshooting), docs/extending.md (a new method or dataset).",
+            "Exit status: 0 done, 2 bad input (one error: line, nothing written), 130/143",
+            "interrupted (Ctrl-C / SIGTERM; rerun to resume)."]
+  return "\n".join(lines)
 
 
 def splits_metric(ctx) -> str:
@@ -67,11 +113,64 @@ def table_caption(n: int, table, contexts, seeds, notes) -> str:
           + "".join(f"; {ds}: {why}" for ds, why in notes.items()))
 
 
-def summary(ctx, mine, records, t0) -> str:
-  return (f"components: {len(ctx.trained)} trained, {len(set(ctx.loaded))} read from the "
-          f"store; method results: {len(mine) - ctx.methods_reused} computed, "
-          f"{ctx.methods_reused + len(records) - len(mine)} read from the store; "
-          f"{time.perf_counter() - t0:.1f}s")
+def summary(contexts, runs, t0, paths=()) -> str:
+  """The run's last line: components trained and read, method results
+  computed and read, failures, wall time and the files written. ``runs`` is
+  ``[(mine, records)]`` per dataset: this shard's method records and all of
+  them (the same list without ``--shard``)."""
+  runners = {id(c.runner): c.runner for c in contexts}.values()
+  failed = {k for r in runners for k in r.failed}
+  trained = sum(len(set(r.trained) - failed) for r in runners)
+  read = sum(len(set(r.loaded) - failed) for r in runners)
+  reused = sum(r.methods_reused for r in runners)
+  mine = sum(len(m) for m, _ in runs)
+  others = sum(len(recs) - len(m) for m, recs in runs if recs is not None)
+  failed_methods = sum(r.get("status") == "failed" for m, _ in runs for r in m)
+  wrote = f"; wrote {join_paths(paths)}" if paths else ""
+  return (f"components: {trained} trained, {read} read from the store; method results: "
+          f"{mine - reused} computed, {reused + others} read from the store; "
+          f"{len(failed) + failed_methods} failed; {time.perf_counter() - t0:.1f} s wall"
+          + wrote)
+
+
+def join_paths(paths) -> str:
+  """``a/b.csv, a/b.tex`` -> ``a/b.{csv,tex}``: the files of one stem in one name."""
+  from pathlib import Path
+  groups: dict[str, list[str]] = {}
+  for p in map(Path, paths):
+    stem, _, ext = p.name.partition(".")
+    groups.setdefault(str(p.parent / stem), []).append(ext)
+  return ", ".join(f"{s}.{{{','.join(e)}}}" if len(e) > 1 else (f"{s}.{e[0]}" if e[0] else s)
+                   for s, e in groups.items())
+
+
+def interrupted(contexts) -> str:
+  """The one line a Ctrl-C or SIGTERM prints."""
+  runners = {id(c.runner): c.runner for c in contexts}.values()
+  n = sum(len(set(r.trained) - set(r.failed)) for r in runners)
+  return (f"interrupted: {n} component{'' if n == 1 else 's'} finished and saved; rerun "
+          f"the same command to resume")
+
+
+def overrides_text(opts) -> str:
+  """The command line's ``--config.*`` overrides as ``KEY=VALUE``s."""
+  return " ".join(f"{k}={configs.get_dotted(opts.config, k)}" for k in opts.override_keys)
+
+
+def scatter_title(ctx, opts) -> str:
+  over = overrides_text(opts)
+  return (f"{ctx.info.name}, backbone {ctx.backbone.name}, preset {ctx.config.preset}"
+          + (f"\n{over}" if over else ""))
+
+
+def scatter_name(ctx, opts, seeds, methods) -> str:
+  """``scatter_<dataset>_<preset>_<hash>.png``: one file per configuration
+  (config, backbone, seeds, methods), so another configuration's rerun
+  writes a new file instead of overwriting this one."""
+  from benchmark.store import key_of
+  key = key_of({"config": ctx.config.to_dict(), "backbone": ctx.backbone.name,
+                "seeds": list(seeds), "methods": [m.name for m in methods]})[:8]
+  return f"scatter_{ctx.info.name}_{ctx.config.preset}_{key}.png"
 
 
 def shard_waiting(ctx, shard, mine) -> str:
@@ -119,7 +218,9 @@ def write_hparams(path, per_dataset):
 
 def print_pending(ctx, methods, seeds) -> int:
   """``--dry_run``: the component trainings still to run, each with its
-  estimated cost, and the total; returns how many."""
+  estimated cost, and the wall time they may take (a range); returns how
+  many. A learning rate the protocol's grid is still to choose reads
+  ``lr: grid``."""
   from benchmark import sweep
   todo = sweep.pending(ctx, methods, seeds)
   print(f"{ctx.info.name} (backbone {ctx.backbone.name}, preset {ctx.config.preset}): "
@@ -127,18 +228,35 @@ def print_pending(ctx, methods, seeds) -> int:
   if not todo:
     return 0
   from benchmark import efficiency as E
-  total, per = E.estimate(ctx, [spec for spec, _ in todo])
+  specs = [spec for spec, _ in todo]
+  total, per = E.estimate(ctx, specs)
   for (spec, why), f in zip(todo, per):
     lr = spec.config.get("lr")
-    print(f"  {spec.kind:<13} seed {spec.seed:<5} lr {'-' if lr is None else f'{lr:g}':<7} "
-          f"{why:<6} {E.human(f):>7}FLOP  [{spec.key}]")
-  rate = E.matmul_rate()
-  hours = lambda sec: f"{sec / 3600:.2f} h" if sec >= 360 else f"{sec:.0f} s"
-  print(f"  estimated cost: {E.human(total)}FLOP (XLA count, tap cache included); "
-        f"{hours(total / rate)} on this machine at its measured float32 matmul rate "
-        f"({rate / 1e9:.0f} GFLOP/s; a lower bound), {hours(total / 1e14)} at a sustained "
-        f"100 TFLOP/s")
+    shown = ("grid" if why == "seeds" and sweep.lr_to_choose(ctx, spec.kind) else
+             "-" if lr is None else f"{lr:g}")
+    print(f"  {spec.kind:<13} seed {spec.seed:<5} lr: {shown:<7} {why:<6} "
+          f"{E.human(f):>7}FLOP  [{spec.key}]")
+  rate = max(E.matmul_rate() for _ in range(3))  # the machine's speed, not a busy moment's
+  low, high, n_timed, (lo_f, hi_f) = E.wall_range(ctx, specs, per, total - sum(per), rate)
+  flops = (f"XLA-counted {E.human(total)}FLOP at this machine's float32 matmul rate of "
+           f"{rate / 1e9:.0f} GFLOP/s times {lo_f:.1f} to {hi_f:.1f}")
+  if n_timed == len(specs):
+    how = (f"each from the times of stored runs like it in {ctx.store.root}, up to "
+           f"{E.TIMED_SLACK:g}x the slowest when other work shares the cores")
+  elif n_timed:
+    how = (f"{n_timed} from the times of stored runs like them; the rest: {flops}, the "
+           f"factor those runs took, plus compiling each kind once")
+  else:
+    how = f"{flops} (measured on a 2-core CPU), plus compiling each kind once"
+  print(f"  estimated wall time: {duration(low)} to {duration(high)} ({how}; loading the "
+        f"data not included)")
   return len(todo)
+
+
+def duration(sec: float) -> str:
+  if sec >= 5400:
+    return f"{sec / 3600:.1f} h"
+  return f"{sec / 60:.1f} min" if sec >= 120 else f"{sec:.0f} s"
 
 
 def print_table3(frame, caption: str, outdir) -> None:

@@ -3,6 +3,7 @@ Table 3 (efficiency), and the figures; each validates every input before it
 trains or writes anything, and returns the exit status."""
 from __future__ import annotations
 
+import sys
 import time
 
 from benchmark import setup
@@ -17,10 +18,18 @@ from methods import METHODS
 # --dataset is given (the CLI layer may name datasets; generic code does not).
 FIGURE4_DATASETS = ("movielens_genre",)
 
+# Every Context this invocation made (what an interrupt reports as saved),
+# and when it started (the summary's wall time).
+CONTEXTS: list = []
+STARTED = time.perf_counter()
 
-def run(opts: Options) -> int:
+
+def run(opts: Options, started: float | None = None) -> int:
   """What the flags ask for: ``--list``, ``--table``, ``--figure``, else the
-  methods on ``--dataset``."""
+  methods on ``--dataset``. ``started``: when the process started
+  (``time.perf_counter``), for the summary's wall time."""
+  global STARTED
+  STARTED = time.perf_counter() if started is None else started
   if opts.list:
     report.print_lists()
     return 0
@@ -44,7 +53,12 @@ def load_context(opts: Options, dataset: str, config, backbone: str, store):
   """The dataset's splits (from its ``--data_dir`` path) and Context."""
   log(f"loading {dataset} (preset {config.preset})")
   splits = setup.load_splits(dataset, config, args.data_dir_for(opts.data_dir, dataset))
-  return setup.load_context(dataset, config, backbone, store, progress=log, splits=splits)
+  ctx = setup.load_context(dataset, config, backbone, store, progress=log, splits=splits)
+  CONTEXTS.append(ctx)
+  for split, text in ctx.splits.notes.items():  # data traps, e.g. a 1-row OOD group
+    if split != "ood":
+      print(f"warning: {dataset}: {text}", file=sys.stderr)
+  return ctx
 
 
 def run_dataset(opts: Options) -> int:
@@ -57,7 +71,11 @@ def run_dataset(opts: Options) -> int:
     raise UserError("no --dataset given: pass one of " + ", ".join(DATASETS.names()))
   name = DATASETS.get(opts.dataset).name
   if opts.list_config:
-    print(args.config_for(opts, name))
+    from benchmark.cli import config_help
+    from benchmark.models import BACKBONES
+    print(config_help.config_text(args.config_for(opts, name), setup.base_config(), name,
+                                  BACKBONES.get(setup.backbone_for(name, opts.backbone)),
+                                  opts.override_keys))
     return 0
   methods = args.parse_methods(opts.method)
   seeds = args.parse_seeds(opts.seeds)
@@ -76,12 +94,12 @@ def run_dataset(opts: Options) -> int:
     return 0
   store.check_writable()
 
-  t0 = time.perf_counter()
   mine, records, choices = run_sweep(ctx, methods, seeds, shard)
   if records is None:
+    print(report.summary([ctx], [(mine, records)], STARTED))
     return 0
-  frame = tables.dataset_frame(records, [m.name for m in methods])
-  labels = {m.name: m.name for m in methods}
+  frame = dataset_frame(ctx, records, methods)
+  labels = {m.name: m.label for m in methods}  # the registry's display names
   stem = store.root / "tables" / name
   csv_path, tex_path = tables.write(frame, stem, labels,
                                     report.dataset_caption(name, backbone, ctx, seeds))
@@ -89,9 +107,29 @@ def run_dataset(opts: Options) -> int:
                                  {name: (ctx, methods, seeds, choices)})
   print(report.dataset_heading(name, backbone, ctx, seeds))
   print(tables.wide(frame).to_string())
-  print(f"\nwrote {csv_path}, {tex_path} and {hp_path}")
-  print(report.summary(ctx, mine, records, t0))
+  print()
+  print(report.summary([ctx], [(mine, records)], STARTED, [csv_path, tex_path, hp_path]))
   return 0
+
+
+def dataset_frame(ctx, records, methods):
+  """The table of a ``--method`` run, with what the data's notes say and a
+  warning (and note) for methods whose seeds all gave the same result."""
+  from benchmark import tables
+  names = [m.name for m in methods]
+  kw = dict(exclude=ctx.splits.ood_excluded, notes=ctx.splits.notes)
+  frame = tables.dataset_frame(records, names, **kw)
+  same = tables.identical_across_seeds(frame)
+  if not same:
+    return frame
+  n, bs = len(ctx.splits.train), int(ctx.config.batch_size)
+  why = (f"; the ID training set ({n} rows) fits in one batch (batch_size {bs}), so a seed "
+         f"can change only the initialisation: add training rows or lower "
+         f"--config.batch_size" if n <= bs else "")
+  print(f"warning: {', '.join(same)}: identical results for every seed (± 0.000){why}",
+        file=sys.stderr)
+  return tables.dataset_frame(records, names, **kw,
+                              method_notes={m: "identical across seeds" + why for m in same})
 
 
 def run_table(opts: Options) -> int:
@@ -105,8 +143,10 @@ def run_table(opts: Options) -> int:
   if n == 3:
     return run_table3(opts)
   # Methods beyond the paper (``Method.extra_row``) join the weight-averaging rows.
+  # The rows the harness adds carry the registry's display names.
   table = (PT.TABLES[n].with_more_extras(
       [(m, METHODS.get(m).label + PT.EXTRA_MARK) for m in METHODS if METHODS.get(m).extra_row])
+      .relabel_extras({m: METHODS.get(m).label for m in METHODS})
       if opts.extra_rows else PT.TABLES[n].without_extras())
   seeds = args.parse_seeds(opts.seeds)
   shard = args.parse_shard(opts.shard)
@@ -128,12 +168,13 @@ def run_table(opts: Options) -> int:
   mesh.maybe_initialize_distributed()
   mesh.enable_compilation_cache()
   store = RunStore(opts.workdir)
-  contexts, runs, method_notes = {}, {}, {}
+  contexts, runs, method_notes, said = {}, {}, {}, {}
   for name, config, backbone in plans:
     try:
       ctx = load_context(opts, name, config, backbone, store)
     except UserError as e:  # e.g. a dataset's files not downloaded: the column says n/a
       notes[name] = f"no data ({e})"
+      said[name] = "no data (the message above)"  # the long message once on the terminal
       log(f"table {n}: skipping {name}: {e}")
       continue
     # Rows a dataset or backbone cannot run say n/a, and why.
@@ -147,30 +188,31 @@ def run_table(opts: Options) -> int:
   if opts.dry_run:
     for name, ctx in contexts.items():
       report.print_pending(ctx, runs[name], seeds)
-    for ds, why in notes.items():
+    for ds, why in {**notes, **said}.items():
       print(f"{ds}: skipped, {why}")
     return 0
   store.check_writable()
-  t0 = time.perf_counter()
-  records, per, waiting = [], {}, False
+  records, per, waiting, done = [], {}, False, []
   for name, ctx in contexts.items():
     mine, recs, choices = run_sweep(ctx, runs[name], seeds, shard)
+    done.append((mine, recs))
     if recs is None:
       waiting = True
       continue
     records += recs
     per[name] = (ctx, runs[name], seeds, choices)
-    log(report.summary(ctx, mine, recs, t0))
   if waiting:
+    print(report.summary(list(contexts.values()), done, STARTED))
     return 0
   frame = PT.frame(table, records, notes, method_notes)
   caption = report.table_caption(n, table, contexts, seeds, notes)
   outdir = store.root / "tables"
   csv_path, tex_path = PT.write(table, frame, outdir, caption)
   hp_path = report.write_hparams(outdir / f"table{n}.hparams.json", per)
-  print(f"\n{caption}")
+  print("\n" + report.table_caption(n, table, contexts, seeds, {**notes, **said}))
   print(PT.to_text(table, frame))
-  print(f"\nwrote {csv_path}, {tex_path} and {hp_path}")
+  print()
+  print(report.summary(list(contexts.values()), done, STARTED, [csv_path, tex_path, hp_path]))
   return 0
 
 
@@ -217,9 +259,11 @@ def run_figure(opts: Options) -> int:
     raise UserError(f"no runs of {names[0]} with this preset and config in {store.root}; "
                     f"run --method ... (same --preset and --config) first")
   png = figures.scatter(records, {m.name: m.label for m in methods},
-                        outdir / f"scatter_{names[0]}.png",
-                        f"{names[0]}, backbone {ctx.backbone.name}, preset {ctx.config.preset}")
-  print(f"wrote {png} ({len({r['method'] for r in records})} methods, {len(records)} runs)")
+                        outdir / report.scatter_name(ctx, opts, seeds, methods),
+                        report.scatter_title(ctx, opts), exclude=ctx.splits.ood_excluded)
+  n = len({r["method"] for r in records})
+  print(f"wrote {png} ({n} method{'' if n == 1 else 's'}, {len(records)} run"
+        f"{'' if len(records) == 1 else 's'})")
   return 0
 
 

@@ -1,0 +1,105 @@
+"""Files from outside never run code: crafted ``.pth`` checkpoints (both
+formats, in-process and through the CLI) are refused in one line before
+anything in them runs; no reader in the tree unpickles, evals or loads YAML
+unrestricted."""
+from __future__ import annotations
+
+import concurrent.futures
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark.errors import UserError
+from benchmark.models import torch_pickle
+from tests import pth_files as F
+
+REPO = Path(__file__).resolve().parent.parent
+
+# payload -> the global its error line names (os.system pickles as posix.system).
+GLOBALS = {"global_os_system": "posix.system", "stack_global_exec": "builtins.exec",
+           "inst_os_system": "os.system", "obj_eval": "builtins.eval",
+           "hidden_in_state_dict": "builtins.exec"}
+LEGACY_PICKLES = ("magic", "protocol", "sys_info", "data", "storage_keys")
+
+
+def _crafted(tmp_path: Path, fmt: str, payload: str) -> tuple[Path, Path]:
+  marker = tmp_path / "MARKER"
+  evil = F.payloads(marker)[payload]
+  if fmt == "zip":
+    data = F.zip_bytes(F.sample_tensors(), data_pkl=evil)
+  else:
+    data = F.legacy_bytes(F.sample_tensors(), {LEGACY_PICKLES.index(fmt[7:]): evil})
+  return F.write(tmp_path / f"{fmt}-{payload}.pth", data), marker
+
+
+@pytest.mark.parametrize("payload", sorted(GLOBALS))
+@pytest.mark.parametrize("fmt", ["zip", *(f"legacy_{p}" for p in LEGACY_PICKLES)])
+def test_crafted_pth_is_refused_before_anything_runs(tmp_path, fmt, payload):
+  path, marker = _crafted(tmp_path, fmt, payload)
+  with pytest.raises(UserError) as e:
+    torch_pickle.load(path)
+  msg = str(e.value)
+  assert msg.startswith(f"{path}: refusing to load {GLOBALS[payload]}:"), msg
+  assert "\n" not in msg
+  assert not marker.exists()
+
+
+def test_the_writer_here_writes_what_the_reader_reads(tmp_path):
+  """The crafted files above differ from valid ones only in the payload."""
+  for name, data in (("l.pth", F.legacy_bytes(F.sample_tensors())),
+                     ("z.pth", F.zip_bytes(F.sample_tensors()))):
+    got = torch_pickle.load(F.write(tmp_path / name, data))
+    for k, v in F.sample_tensors().items():
+      assert got[k].dtype == v.dtype and got[k].shape == v.shape
+      np.testing.assert_array_equal(got[k], v)
+
+
+@pytest.mark.parametrize("offset,size,stride,why", [
+    (0, (2, 3), (3, 1), None),                 # the valid tensor
+    (4, (2, 3), (3, 1), "runs past its storage"),
+    (0, (2, 3), (4, 1), "runs past its storage"),
+    (-1, (2,), (1,), "non-negative"),
+    (0, (2,), (-1,), "non-negative"),
+    (0, (1,) * 17, (1,) * 17, "non-negative ints"),   # more dimensions than weights have
+])
+def test_tensor_views_stay_inside_their_storage(tmp_path, offset, size, stride, why):
+  """``as_strided`` does not check bounds: the reader does, before."""
+  w = np.zeros((2, 3), np.float32)
+  pkl = F.data_pickle({"w": w}, legacy=False, views={"w": (offset, size, stride)})
+  path = F.write(tmp_path / "v.pth", F.zip_bytes({"w": w}, pkl))
+  if why is None:
+    assert torch_pickle.load(path)["w"].shape == (2, 3)
+    return
+  with pytest.raises(UserError, match=why):
+    torch_pickle.load(path)
+
+
+def test_crafted_checkpoints_through_the_cli(run_cli, tmp_path):
+  """The issue's case (a legacy file whose first pickle is ``os.system``) and
+  a zip file whose data.pkl calls ``exec``: exit 2, one line naming the file
+  and the global, no marker, nothing in the workdir."""
+  from tests.test_cli_errors import error_line, files_under
+  from tests.test_fashion_mnist import write_fixture
+  write_fixture(tmp_path / "fmnist", n_train=60, n_test=40)
+  cases = {"legacy": (_crafted(tmp_path / "l", "legacy_magic", "global_os_system"),
+                      "posix.system"),
+           "zip": (_crafted(tmp_path / "z", "zip", "stack_global_exec"), "builtins.exec")}
+
+  def run(name):
+    (path, _), _ = cases[name]
+    return run_cli(["--dataset", "fashion_mnist_quality", "--method", "lp", "--seeds", "0",
+                    "--data_dir", tmp_path / "fmnist",
+                    f"--config.backbones.efficientnet_lite0.checkpoint={path}"],
+                   tmp_path / f"wd_{name}", env={"LEVI_CACHE": str(tmp_path / "cache")})
+
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    procs = dict(zip(cases, pool.map(run, cases)))
+  for name, proc in procs.items():
+    (path, marker), glob = cases[name]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = error_line(proc.stderr)
+    assert line.startswith(f"error: {path}: refusing to load {glob}:"), line
+    assert not marker.exists()
+    assert files_under(tmp_path / f"wd_{name}") == []

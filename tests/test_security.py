@@ -103,3 +103,76 @@ def test_crafted_checkpoints_through_the_cli(run_cli, tmp_path):
     assert line.startswith(f"error: {path}: refusing to load {glob}:"), line
     assert not marker.exists()
     assert files_under(tmp_path / f"wd_{name}") == []
+
+
+# -- no unrestricted deserialisation anywhere in the tree ------------------------------
+
+SCANNED = ("benchmark", "datasets", "methods", "tools", "run_benchmark.py")
+# The one restricted unpickler: its subclass of pickle.Unpickler, nothing else.
+UNPICKLER = "benchmark/models/torch_pickle.py"
+FORBIDDEN = {
+    "pickle.load/loads": re.compile(r"\b(c?[pP]ickle|_pickle)\s*\.\s*loads?\b"),
+    "pickle.Unpickler": re.compile(r"\bUnpickler\b"),
+    "from pickle import": re.compile(r"\bfrom\s+(c?pickle|_pickle)\s+import\b"),
+    "other pickle-based loaders": re.compile(
+        r"\b(dill|cloudpickle|shelve|marshal|joblib)\b|\bread_pickle\b|\btorch\s*\.\s*load\b"),
+    "np.load(allow_pickle=...)": re.compile(r"\ballow_pickle\s*=\s*(?!\s|False\b)"),
+    "yaml.load": re.compile(r"\byaml\s*\.\s*(load|load_all|unsafe_load|full_load)\b"),
+    "eval/exec": re.compile(r"(?<![\w.])(eval|exec)\s*\("),
+}
+
+
+def _code(text: str) -> str:
+  """``text`` without its comments and string literals (docstrings, messages)."""
+  import io
+  import tokenize
+  out, prev = [], None
+  for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+    if tok.type in (tokenize.COMMENT, tokenize.STRING):
+      out.append(" ")
+      prev = None
+      continue
+    if tok.type in (tokenize.NEWLINE, tokenize.NL):
+      out.append("\n")
+    elif tok.type in (tokenize.NAME, tokenize.NUMBER, tokenize.OP):
+      if tok.type != tokenize.OP and prev is not None and prev != tokenize.OP:
+        out.append(" ")   # two words stay two words; `a . b` becomes `a.b`
+      out.append(tok.string)
+    prev = tok.type
+  return "".join(out)
+
+
+def unsafe_calls(path: Path, rel: str) -> list[str]:
+  code = _code(path.read_text())
+  hits = []
+  for what, rx in FORBIDDEN.items():
+    for m in rx.finditer(code):
+      if what == "pickle.Unpickler" and rel == UNPICKLER:
+        continue
+      hits.append(f"{rel}: {what}: {m.group(0)!r}")
+  if rel == UNPICKLER:
+    n = len(FORBIDDEN["pickle.Unpickler"].findall(code))
+    if n != 1:
+      hits.append(f"{rel}: pickle.Unpickler appears {n} times, expected the one subclass")
+  return hits
+
+
+def test_no_unrestricted_unpickling_eval_or_yaml_in_the_tree():
+  files = [REPO / "run_benchmark.py"] + [p for d in SCANNED[:-1]
+                                        for p in sorted((REPO / d).rglob("*.py"))]
+  assert len(files) > 50
+  hits = [h for p in files for h in unsafe_calls(p, p.relative_to(REPO).as_posix())]
+  assert hits == [], "\n".join(hits)
+
+
+def test_the_tree_scan_finds_what_it_forbids(tmp_path):
+  bad = tmp_path / "bad.py"
+  bad.write_text("import pickle, yaml, numpy as np\n"
+                 "x = pickle.loads(b'')  # pickle.load in a comment is fine\n"
+                 "y = np.load('f.npz', allow_pickle=True)\n"
+                 "z = yaml.load(open('c.yaml'))\n"
+                 "eval('1'); exec ('2')\n"
+                 "class U(pickle.Unpickler): pass\n"
+                 "s = 'pickle.load(f) in a string is fine'; ast.literal_eval('1'); m.eval()\n")
+  hits = unsafe_calls(bad, "bad.py")
+  assert len(hits) == 6, hits

@@ -8,7 +8,10 @@ Layout under ``WORKDIR/runs/``::
   methods/<dataset>/<method>/<key>.json
 
 Every write goes to a temporary file in the same folder and is renamed into
-place, so a reader sees a whole file or none. Artefacts are written before
+place, so a reader sees a whole file or none. Temporary files are created new
+(``O_EXCL | O_NOFOLLOW``: never a file or symlink someone else placed in a
+shared folder) with mode ``0666`` less the umask, so records, arrays and tables
+are as readable as the user's umask (and the folder's default ACL) says. Artefacts are written before
 their record: a record present means its artefacts are present too. A record
 that no longer parses is set aside as ``*.corrupt-<time>`` and reported, never
 silently overwritten.
@@ -22,8 +25,8 @@ import io
 import json
 import os
 import platform
+import secrets
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -58,6 +61,21 @@ _NO_SPACE_OR_ACCESS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, er
                        errno.ENOTDIR}
 
 
+def new_temp(path: Path, read_write: bool = False) -> tuple[int, Path]:
+  """A new, empty temporary file beside ``path`` (``.<name>.<random>.tmp``),
+  open for writing (and reading, e.g. to memory-map it): created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (an existing
+  file or a symlink planted in a shared folder is never opened, let alone
+  written through) and mode 0666, which the kernel masks with the umask."""
+  flags = (os.O_RDWR if read_write else os.O_WRONLY) | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+  for _ in range(100):
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+      return os.open(tmp, flags, 0o666), tmp
+    except FileExistsError:
+      continue
+  raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
   """Temp file in the same folder, fsync, rename: readers see all or nothing.
   On several hosts only process 0 writes."""
@@ -65,16 +83,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
   if not is_main_process():
     return
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  tmp = None
   try:
+    fd, tmp = new_temp(path)
     with os.fdopen(fd, "wb") as f:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
   except BaseException as e:
-    with contextlib.suppress(FileNotFoundError):
-      os.unlink(tmp)
+    if tmp is not None:
+      with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
     if isinstance(e, OSError) and e.errno in _NO_SPACE_OR_ACCESS:
       raise UserError(f"cannot write {path}: {e.strerror}; free disk space or pass a "
                       f"writable --workdir, then rerun (finished runs are kept)") from e

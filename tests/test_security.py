@@ -176,3 +176,73 @@ def test_the_tree_scan_finds_what_it_forbids(tmp_path):
                  "s = 'pickle.load(f) in a string is fine'; ast.literal_eval('1'); m.eval()\n")
   hits = unsafe_calls(bad, "bad.py")
   assert len(hits) == 6, hits
+
+
+# -- shared folders: modes from the umask, no symlink tricks --------------------------
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_written_files_honour_the_umask(tmp_path, umask):
+  """Records, arrays, tables, caches and claims: mode 0666 less the umask
+  (tempfile.mkstemp made them all 0600, unreadable to a shared group)."""
+  import os
+  import stat
+
+  from benchmark import locks
+  from benchmark.store import RunStore, atomic_write_text, new_temp
+  old = os.umask(umask)
+  try:
+    store = RunStore(tmp_path / "wd")
+    rec = store.component_path("ft", "k")
+    store.write(rec, {"status": "ok"})
+    store.write_arrays(rec.with_suffix(".npz"), {"a": np.arange(3)})
+    atomic_write_text(tmp_path / "wd" / "tables" / "t.csv", "a,b\n")
+    claim = locks.try_claim(rec.with_suffix(".lock"))
+    fd, tmp = new_temp(tmp_path / "wd" / "cache.npy", read_write=True)
+    os.close(fd)
+    paths = [rec, rec.with_suffix(".npz"), tmp_path / "wd" / "tables" / "t.csv",
+             rec.with_suffix(".lock"), tmp]
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in paths}
+    claim.release()
+  finally:
+    os.umask(old)
+  assert modes == {p.name: 0o666 & ~umask for p in paths}
+
+
+def test_planted_symlinks_are_never_followed(tmp_path, monkeypatch):
+  """In a shared folder another user may plant a symlink where the harness
+  will write: temporaries skip it (O_EXCL | O_NOFOLLOW), a claim is not read
+  through it and, once stale, is broken by renaming the link itself."""
+  import os
+
+  from benchmark import locks
+  from benchmark import store as S
+  victim = tmp_path / "victim"
+  victim.write_text("precious")
+  shared = tmp_path / "shared"
+  shared.mkdir()
+  names = iter(["aaaa", "bbbb"])
+  monkeypatch.setattr(S.secrets, "token_hex", lambda n: next(names))
+  (shared / ".r.json.aaaa.tmp").symlink_to(victim)
+  S.atomic_write_text(shared / "r.json", "{}")
+  assert (shared / "r.json").read_text() == "{}"
+  assert victim.read_text() == "precious"
+  lock = shared / "k.lock"
+  lock.symlink_to(victim)
+  assert locks.owner(lock) is None
+  assert locks.try_claim(lock) is None          # fresh: someone else's claim, wait
+  past = os.lstat(lock).st_mtime - 3600
+  os.utime(lock, (past, past), follow_symlinks=False)
+  claim = locks.try_claim(lock, stale_s=60)     # stale: broken, taken as a new file
+  assert claim is not None and not lock.is_symlink()
+  claim.release()
+  assert victim.read_text() == "precious"
+
+
+def test_a_fifo_in_place_of_a_claim_does_not_block(tmp_path):
+  import os
+
+  from benchmark import locks
+  lock = tmp_path / "k.lock"
+  os.mkfifo(lock)
+  assert locks.owner(lock) is None
+  assert locks.try_claim(lock) is None

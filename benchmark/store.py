@@ -187,12 +187,12 @@ class RunStore:
 
   @staticmethod
   def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    from benchmark.readers import Unreadable, read_npz
     try:
-      with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+      return read_npz(path)
+    except Unreadable as e:
       raise UserError(f"store file {path} is unreadable ({e}); delete it and its "
-                      f".json record to recompute") from e
+                      f".json record to recompute") from None
 
   def sweep_temporaries(self, older_than_s: float = 3600.0) -> int:
     """Removes temporary files of writes that a killed process left behind

@@ -336,12 +336,11 @@ def _from_hf(raw: Mapping[str, np.ndarray]) -> tuple[dict, list[str]]:
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
+  from benchmark.readers import Unreadable, read_npz
   try:
-    with np.load(path, allow_pickle=False) as z:
-      return {k: z[k] for k in z.files}
-  except (OSError, ValueError, zipfile.BadZipFile, AttributeError) as e:
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-    raise UserError(f"{path}: not a readable .npz ({msg}); it is corrupt or "
+    return read_npz(path)
+  except Unreadable as e:
+    raise UserError(f"{path}: not a readable .npz ({e}); it is corrupt or "
                     f"truncated: download it again") from None
 
 

@@ -12,9 +12,11 @@ place, so a reader sees a whole file or none. Temporary files are created new
 (``O_EXCL | O_NOFOLLOW``: never a file or symlink someone else placed in a
 shared folder) with mode ``0666`` less the umask, so records, arrays and tables
 are as readable as the user's umask (and the folder's default ACL) says. Artefacts are written before
-their record: a record present means its artefacts are present too. A record
-that no longer parses is set aside as ``*.corrupt-<time>`` and reported, never
-silently overwritten.
+their record: a record present means its artefacts are present too. Each
+record carries a SHA-256 of its own content (``checksum``). A record that no
+longer parses, or whose content no longer matches its checksum (damaged,
+half-edited), is set aside as ``*.corrupt-<time>`` and reported, never used
+or silently overwritten; records written before checksums are read as before.
 """
 from __future__ import annotations
 
@@ -55,6 +57,15 @@ def _jsonable(o):
 
 def key_of(obj: Any) -> str:
   return hashlib.sha256(canonical(obj).encode()).hexdigest()[:20]
+
+
+CHECKSUM = "checksum"
+
+
+def record_checksum(rec: Mapping) -> str:
+  """SHA-256 of a record's canonical JSON, its own checksum left out."""
+  return hashlib.sha256(canonical({k: v for k, v in rec.items() if k != CHECKSUM})
+                        .encode()).hexdigest()
 
 
 _NO_SPACE_OR_ACCESS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
@@ -142,10 +153,18 @@ class RunStore:
       rec = json.loads(data.decode("utf-8"))
       if not isinstance(rec, dict):
         raise ValueError("not a JSON object")
-      return rec
-    except ValueError as e:  # UnicodeDecodeError and JSONDecodeError included
-      self.put_aside(path, f"is not valid JSON ({e})")
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError, JSONDecodeError
+      self.put_aside(path, f"is not valid JSON ({str(e)[:120]})")
       return None
+    if CHECKSUM in rec:
+      try:
+        ok = rec[CHECKSUM] == record_checksum(rec)
+      except (ValueError, TypeError, RecursionError):   # nested past what json writes
+        ok = False
+      if not ok:
+        self.put_aside(path, "does not match its checksum (damaged or edited)")
+        return None
+    return rec
 
   def put_aside(self, path: Path, why: str, artefacts: tuple[str, ...] = ()) -> None:
     """Moves a damaged record (and its artefacts, by suffix) to
@@ -173,10 +192,14 @@ class RunStore:
       return f"is unreadable ({e})"
 
   def write(self, path: Path, record: Mapping) -> None:
-    rec = dict(record)
+    rec = {k: v for k, v in record.items() if k != CHECKSUM}
     rec.setdefault("written_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
     rec.setdefault("versions", versions())
-    atomic_write_text(path, json.dumps(rec, indent=1, sort_keys=True, default=_jsonable) + "\n")
+    # The checksum is of the record as it will be read back (tuples as lists,
+    # numpy scalars as numbers, keys as strings).
+    rec = json.loads(json.dumps(rec, default=_jsonable))
+    rec[CHECKSUM] = record_checksum(rec)
+    atomic_write_text(path, json.dumps(rec, indent=1, sort_keys=True) + "\n")
 
   # -- arrays ------------------------------------------------------------
   @staticmethod

@@ -11,12 +11,14 @@ Every write goes to a temporary file in the same folder and is renamed into
 place, so a reader sees a whole file or none. Temporary files are created new
 (``O_EXCL | O_NOFOLLOW``: never a file or symlink someone else placed in a
 shared folder) with mode ``0666`` less the umask, so records, arrays and tables
-are as readable as the user's umask (and the folder's default ACL) says. Artefacts are written before
-their record: a record present means its artefacts are present too. Each
-record carries a SHA-256 of its own content (``checksum``). A record that no
-longer parses, or whose content no longer matches its checksum (damaged,
-half-edited), is set aside as ``*.corrupt-<time>`` and reported, never used
-or silently overwritten; records written before checksums are read as before.
+are as readable as the user's umask (and the folder's default ACL) says.
+Artefacts are written before their record: a record present means its
+artefacts are present too. Each record carries a SHA-256 of its own content
+(``checksum``). A record that no longer parses, or whose content no longer
+matches its checksum (damaged, half-edited), is set aside as
+``*.corrupt-<time>`` and reported, never used or silently overwritten;
+records written before checksums are read as before. Arrays are read without
+pickle (``benchmark.readers.read_npz``).
 """
 from __future__ import annotations
 
@@ -74,10 +76,12 @@ _NO_SPACE_OR_ACCESS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, er
 
 def new_temp(path: Path, read_write: bool = False) -> tuple[int, Path]:
   """A new, empty temporary file beside ``path`` (``.<name>.<random>.tmp``),
-  open for writing (and reading, e.g. to memory-map it): created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (an existing
-  file or a symlink planted in a shared folder is never opened, let alone
-  written through) and mode 0666, which the kernel masks with the umask."""
-  flags = (os.O_RDWR if read_write else os.O_WRONLY) | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+  open for writing (and reading, to memory-map it): created with ``O_CREAT |
+  O_EXCL | O_NOFOLLOW`` (an existing file or a symlink planted in a shared
+  folder is never opened, let alone written through) and mode 0666, which
+  the kernel masks with the umask."""
+  flags = ((os.O_RDWR if read_write else os.O_WRONLY) | os.O_CREAT | os.O_EXCL
+           | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
   for _ in range(100):
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:

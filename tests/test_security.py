@@ -63,6 +63,7 @@ def test_the_writer_here_writes_what_the_reader_reads(tmp_path):
     (-1, (2,), (1,), "non-negative"),
     (0, (2,), (-1,), "non-negative"),
     (0, (1,) * 17, (1,) * 17, "non-negative ints"),   # more dimensions than weights have
+    (0, (100000, 100000), (0, 0), "from a storage of 6 elements"),   # 40 GB from 24 bytes
 ])
 def test_tensor_views_stay_inside_their_storage(tmp_path, offset, size, stride, why):
   """``as_strided`` does not check bounds: the reader does, before."""

@@ -122,6 +122,10 @@ def _to_numpy(t: _Tensor, storages: dict[str, _Storage]) -> np.ndarray:
   end = offset + sum((n - 1) * s for n, s in zip(size, stride))
   if end >= len(base):
     raise ValueError(f"tensor runs past its storage {st.key}")
+  # Overlapping or zero strides may repeat elements, but weights do not blow
+  # a storage up a thousandfold: a crafted size would fill memory.
+  if int(np.prod(size, dtype=object)) > 1024 * len(base):
+    raise ValueError(f"tensor of size {size} from a storage of {len(base)} elements")
   if not size:
     return np.array(base[offset])
   item = base.dtype.itemsize

@@ -247,3 +247,28 @@ def test_a_fifo_in_place_of_a_claim_does_not_block(tmp_path):
   os.mkfifo(lock)
   assert locks.owner(lock) is None
   assert locks.try_claim(lock) is None
+
+
+def test_wheel_members_extracted_into_a_shared_cache_replace_planted_symlinks(
+    tmp_path, monkeypatch):
+  import zipfile
+
+  from benchmark import fetch
+  whl = tmp_path / "pkg-0.1-py3-none-any.whl"
+  with zipfile.ZipFile(whl, "w") as z:
+    z.writestr("pkg/a.txt", "A")
+    z.writestr("pkg/sub/b.txt", "B")
+    z.writestr("pkg/../../escape.txt", "X")
+  monkeypatch.setenv("LEVI_CACHE", str(tmp_path / "cache"))
+  monkeypatch.setattr(fetch, "wheel", lambda *a: whl)
+  victim = tmp_path / "victim"
+  victim.write_text("precious")
+  out = tmp_path / "cache" / "extracted" / "pkg-0.1"
+  (out / "pkg").mkdir(parents=True)
+  (out / "pkg" / "a.txt").symlink_to(victim)
+  got = fetch.extracted("pkg==0.1", "pkg-*.whl", "pkg/", "no fallback")
+  assert (got / "a.txt").read_text() == "A" and not (got / "a.txt").is_symlink()
+  assert (got / "sub" / "b.txt").read_text() == "B"
+  assert victim.read_text() == "precious"
+  assert not (tmp_path / "cache" / "escape.txt").exists()
+  assert not (tmp_path / "escape.txt").exists()

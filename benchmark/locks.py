@@ -2,8 +2,10 @@
 jobs, on one machine or on hosts sharing a filesystem) never train the same
 component twice.
 
-A claim is a lock file created with ``O_CREAT | O_EXCL`` (atomic on local
-filesystems and NFSv3+), holding the owner's host, pid and start time. While
+A claim is a lock file created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (atomic
+on local filesystems and NFSv3+; never a file or symlink someone placed there)
+and mode 0666 less the umask, holding the owner's host, pid and start time;
+it is read without following symlinks, and only as much as a claim holds. While
 held, a thread refreshes its modification time. A claim is stale, and may be
 broken by another process, when its owner is a dead process on the same host,
 or when it has not been refreshed for ``stale_s`` seconds (an owner on another
@@ -16,6 +18,7 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import threading
 import time
 from pathlib import Path
@@ -45,8 +48,8 @@ class Claim:
 
   def _refresh(self, every: float) -> None:
     while not self._stop.wait(every):
-      with contextlib.suppress(OSError):
-        os.utime(self.path)
+      with contextlib.suppress(OSError, NotImplementedError):
+        os.utime(self.path, follow_symlinks=False)
 
   def release(self) -> None:
     self._stop.set()
@@ -61,22 +64,39 @@ class Claim:
     self.release()
 
 
+_MAX_CLAIM_BYTES = 4096   # a claim is one short JSON line
+
+
 def owner(path: Path) -> dict | None:
-  """Who holds the claim at ``path`` (host, pid, since), or None."""
+  """Who holds the claim at ``path`` (host, pid, since), or None. A symlink,
+  a FIFO or a device put there instead is not read (it could block or never
+  end)."""
   try:
-    return json.loads(path.read_text())
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                 | getattr(os, "O_CLOEXEC", 0))
+  except OSError:
+    return None
+  try:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+      return None
+    who = json.loads(os.read(fd, _MAX_CLAIM_BYTES).decode("utf-8"))
+    return who if isinstance(who, dict) else None
   except (OSError, ValueError):
     return None
+  finally:
+    os.close(fd)
 
 
 def is_stale(path: Path, stale_s: float = STALE_S) -> bool:
   try:
-    age = time.time() - path.stat().st_mtime
+    age = time.time() - path.lstat().st_mtime
   except FileNotFoundError:
     return False
   who = owner(path)
   if who is not None and who.get("host") == socket.gethostname():
-    return not _pid_alive(int(who.get("pid", -1)))
+    pid = who.get("pid")
+    if type(pid) is int and pid > 0:   # 0 and -1 would ask about whole process groups
+      return not _pid_alive(pid)
   return age > stale_s  # unreadable, or another host's: only time tells
 
 
@@ -88,7 +108,8 @@ def try_claim(path: Path, stale_s: float = STALE_S,
   me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()})
   for _ in range(3):
     try:
-      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY
+                   | getattr(os, "O_CLOEXEC", 0), 0o666)
     except FileExistsError:
       if not is_stale(path, stale_s):
         return None

@@ -4,7 +4,10 @@ one-line errors that name the file, the line and the fix (``DataError``).
 - tab-separated text with a header row (``.tsv``, optionally gzipped: the
   Amazon Customer Reviews files);
 - JSON lines (one object per line, optionally gzipped: Amazon Review Data 2018);
-- IDX arrays (optionally gzipped: MNIST / Fashion-MNIST).
+- IDX arrays (optionally gzipped: MNIST / Fashion-MNIST);
+- ``.npz`` archives of arrays (``read_npz``: the run store, tap caches, ViT
+  checkpoints), read without pickle and sized from their headers before any
+  array is allocated.
 
 Gzip is recognised by its magic bytes, not the file name. A truncated or
 corrupt gzip stream, a missing column, a row with the wrong number of fields,
@@ -18,6 +21,9 @@ import contextlib
 import gzip
 import io
 import json
+import lzma
+import struct
+import zipfile
 import zlib
 from pathlib import Path
 from typing import IO, Iterator, Sequence
@@ -153,3 +159,69 @@ def read_idx(path: str | Path) -> np.ndarray:
     raise DataError(f"{p}: IDX data has {len(data) - head} bytes, its header {shape} "
                     f"needs {need}; the file is truncated or corrupt, download it again")
   return np.frombuffer(data[head:], dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+# -- .npz -----------------------------------------------------------------------------
+
+class Unreadable(ValueError):
+  """Why an ``.npz`` cannot be read, in a few words; callers add the file and
+  the fix."""
+
+
+_NPZ_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, ValueError, OSError,
+               struct.error, NotImplementedError, RuntimeError, KeyError, TypeError,
+               OverflowError, MemoryError)
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+  """The arrays of an ``.npz`` (``np.savez``, compressed or not), never
+  unpickled: each member's ``.npy`` header is parsed (object dtypes refused)
+  and the data size it implies checked against the zip's record of the
+  member before an array is allocated, so a cut, foreign or crafted file is
+  an ``Unreadable`` (one line), never a huge allocation or a pickle."""
+  try:
+    with zipfile.ZipFile(path) as z:
+      names = z.namelist()
+      if len(set(names)) != len(names):
+        raise Unreadable("the archive names a member twice")
+      return {(n[:-4] if n.endswith(".npy") else n): _npy_member(z, z.getinfo(n))
+              for n in names}
+  except Unreadable:
+    raise
+  except FileNotFoundError:
+    raise Unreadable("not found") from None
+  except _NPZ_ERRORS as e:
+    msg = (str(e).splitlines() or [""])[0][:160]
+    raise Unreadable(f"{type(e).__name__}: {msg}" if msg else type(e).__name__) from None
+
+
+def _npy_member(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+  if not info.filename.endswith(".npy"):
+    raise Unreadable(f"member {info.filename} is not an array")
+  with z.open(info) as f:
+    version = np.lib.format.read_magic(f)
+    if version not in _NPY_HEADERS:
+      raise Unreadable(f"member {info.filename}: .npy format {version} is not read")
+    shape, fortran, dtype = _NPY_HEADERS[version](f)
+    if dtype.hasobject:
+      raise Unreadable(f"member {info.filename} holds Python objects (a pickle)")
+    count = 1
+    for n in shape:
+      count *= int(n)
+    need, have = count * dtype.itemsize, info.file_size - f.tell()
+    if need != have:
+      raise Unreadable(f"member {info.filename}: {have} bytes of data, its header "
+                       f"({dtype}, shape {shape}) needs {need}")
+    if need == 0:
+      return np.zeros(shape, dtype, order="F" if fortran else "C")
+    buf = bytearray(need)
+    view, done = memoryview(buf), 0
+    while done < need:
+      n = f.readinto(view[done:done + (16 << 20)])
+      if not n:
+        raise Unreadable(f"member {info.filename} ends early")
+      done += n
+  flat = np.frombuffer(buf, dtype, count)
+  return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)

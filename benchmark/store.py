@@ -8,10 +8,17 @@ Layout under ``WORKDIR/runs/``::
   methods/<dataset>/<method>/<key>.json
 
 Every write goes to a temporary file in the same folder and is renamed into
-place, so a reader sees a whole file or none. Artefacts are written before
-their record: a record present means its artefacts are present too. A record
-that no longer parses is set aside as ``*.corrupt-<time>`` and reported, never
-silently overwritten.
+place, so a reader sees a whole file or none. Temporary files are created new
+(``O_EXCL | O_NOFOLLOW``: never a file or symlink someone else placed in a
+shared folder) with mode ``0666`` less the umask, so records, arrays and tables
+are as readable as the user's umask (and the folder's default ACL) says.
+Artefacts are written before their record: a record present means its
+artefacts are present too. Each record carries a SHA-256 of its own content
+(``checksum``). A record that no longer parses, or whose content no longer
+matches its checksum (damaged, half-edited), is set aside as
+``*.corrupt-<time>`` and reported, never used or silently overwritten;
+records written before checksums are read as before. Arrays are read without
+pickle (``benchmark.readers.read_npz``).
 """
 from __future__ import annotations
 
@@ -22,8 +29,8 @@ import io
 import json
 import os
 import platform
+import secrets
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -54,8 +61,34 @@ def key_of(obj: Any) -> str:
   return hashlib.sha256(canonical(obj).encode()).hexdigest()[:20]
 
 
+CHECKSUM = "checksum"
+
+
+def record_checksum(rec: Mapping) -> str:
+  """SHA-256 of a record's canonical JSON, its own checksum left out."""
+  return hashlib.sha256(canonical({k: v for k, v in rec.items() if k != CHECKSUM})
+                        .encode()).hexdigest()
+
+
 _NO_SPACE_OR_ACCESS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
                        errno.ENOTDIR}
+
+
+def new_temp(path: Path, read_write: bool = False) -> tuple[int, Path]:
+  """A new, empty temporary file beside ``path`` (``.<name>.<random>.tmp``),
+  open for writing (and reading, to memory-map it): created with ``O_CREAT |
+  O_EXCL | O_NOFOLLOW`` (an existing file or a symlink planted in a shared
+  folder is never opened, let alone written through) and mode 0666, which
+  the kernel masks with the umask."""
+  flags = ((os.O_RDWR if read_write else os.O_WRONLY) | os.O_CREAT | os.O_EXCL
+           | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+  for _ in range(100):
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+      return os.open(tmp, flags, 0o666), tmp
+    except FileExistsError:
+      continue
+  raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -65,16 +98,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
   if not is_main_process():
     return
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  tmp = None
   try:
+    fd, tmp = new_temp(path)
     with os.fdopen(fd, "wb") as f:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
   except BaseException as e:
-    with contextlib.suppress(FileNotFoundError):
-      os.unlink(tmp)
+    if tmp is not None:
+      with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
     if isinstance(e, OSError) and e.errno in _NO_SPACE_OR_ACCESS:
       raise UserError(f"cannot write {path}: {e.strerror}; free disk space or pass a "
                       f"writable --workdir, then rerun (finished runs are kept)") from e
@@ -122,10 +157,18 @@ class RunStore:
       rec = json.loads(data.decode("utf-8"))
       if not isinstance(rec, dict):
         raise ValueError("not a JSON object")
-      return rec
-    except ValueError as e:  # UnicodeDecodeError and JSONDecodeError included
-      self.put_aside(path, f"is not valid JSON ({e})")
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError, JSONDecodeError
+      self.put_aside(path, f"is not valid JSON ({str(e)[:120]})")
       return None
+    if CHECKSUM in rec:
+      try:
+        ok = rec[CHECKSUM] == record_checksum(rec)
+      except (ValueError, TypeError, RecursionError):   # nested past what json writes
+        ok = False
+      if not ok:
+        self.put_aside(path, "does not match its checksum (damaged or edited)")
+        return None
+    return rec
 
   def put_aside(self, path: Path, why: str, artefacts: tuple[str, ...] = ()) -> None:
     """Moves a damaged record (and its artefacts, by suffix) to
@@ -153,10 +196,14 @@ class RunStore:
       return f"is unreadable ({e})"
 
   def write(self, path: Path, record: Mapping) -> None:
-    rec = dict(record)
+    rec = {k: v for k, v in record.items() if k != CHECKSUM}
     rec.setdefault("written_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
     rec.setdefault("versions", versions())
-    atomic_write_text(path, json.dumps(rec, indent=1, sort_keys=True, default=_jsonable) + "\n")
+    # The checksum is of the record as it will be read back (tuples as lists,
+    # numpy scalars as numbers, keys as strings).
+    rec = json.loads(json.dumps(rec, default=_jsonable))
+    rec[CHECKSUM] = record_checksum(rec)
+    atomic_write_text(path, json.dumps(rec, indent=1, sort_keys=True) + "\n")
 
   # -- arrays ------------------------------------------------------------
   @staticmethod
@@ -167,12 +214,12 @@ class RunStore:
 
   @staticmethod
   def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    from benchmark.readers import Unreadable, read_npz
     try:
-      with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+      return read_npz(path)
+    except Unreadable as e:
       raise UserError(f"store file {path} is unreadable ({e}); delete it and its "
-                      f".json record to recompute") from e
+                      f".json record to recompute") from None
 
   def sweep_temporaries(self, older_than_s: float = 3600.0) -> int:
     """Removes temporary files of writes that a killed process left behind

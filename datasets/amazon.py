@@ -30,8 +30,10 @@ Files are streamed. The seeded samples are bottom-k samples of a hash of each
 rating's content (seed, group, customer, product, date, rating), so they do not
 depend on file order or format, and a smaller cap gives a prefix of a larger
 one. A rating repeated with the same content is counted once. The sampled rows
-are cached (``$LEVI_CACHE/amazon``), keyed by the files' sizes and times and
-the sampling settings.
+are cached (``$LEVI_CACHE/amazon/<key>.json``), keyed by the files' sizes and
+times and the sampling settings: JSON with a SHA-256 of its content checked on
+read, so a cache shared with others can hold data but never code, and an
+entry that is cut short, altered or not ours is rebuilt with a warning.
 """
 from __future__ import annotations
 
@@ -40,7 +42,6 @@ import datetime as dt
 import hashlib
 import heapq
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,10 @@ ALIASES_2018 = {"Toys": ("Toys_and_Games",), "Sports": ("Sports_and_Outdoors",),
 TEMPLATE = ("When the customer id is {customer_id}, the product title is {title}, and the "
             "product id is {product_id}, what can be the customer rating on this product?:")
 COLUMNS = ("group", "customer_id", "product_id", "title", "date", "rating", "key")
-CACHE_VERSION = 1
+# 2: JSON with a content hash. 1 was a pickle: never read again (a pickle
+# in a shared cache runs its writer's code in every reader's process).
+CACHE_VERSION = 2
+CACHE_FORMAT = "levi-amazon-sample"
 
 
 # -- one rating --------------------------------------------------------------------
@@ -430,19 +434,70 @@ def load_rows(data_dir: str | None, c) -> tuple[pd.DataFrame, dict]:
   src = find_source(data_dir, groups, str(c.books_version))
   ident = json.dumps([CACHE_VERSION, src.fingerprint(), groups,
                       {k: c[k] for k in SAMPLING_KEYS}], sort_keys=True, default=str)
-  path = fetch.cache_dir() / "amazon" / f"{hashlib.sha256(ident.encode()).hexdigest()[:20]}.pkl"
+  folder = fetch.cache_dir() / "amazon"
+  path = folder / f"{hashlib.sha256(ident.encode()).hexdigest()[:20]}.json"
+  old = sorted(folder.glob("*.pkl")) if folder.is_dir() else []
+  if old:
+    logging.warning("amazon_reviews: ignoring %d pickle file(s) in %s (the old cache "
+                    "format: never read, a pickle can run code); delete them", len(old),
+                    folder)
   if path.exists():
     try:
-      with open(path, "rb") as f:
-        df, stats = pickle.load(f)
-      return df, stats
-    except Exception:  # a damaged cache entry is rebuilt
-      pass
+      return read_cache(path)
+    except CacheEntryError as e:
+      logging.warning("amazon_reviews: cache entry %s %s; rebuilding it", path, e)
   df, stats = sample(src, c, groups)
   try:
-    atomic_write_bytes(path, pickle.dumps((df, stats)))
+    atomic_write_bytes(path, cache_bytes(df, stats))
   except (OSError, UserError) as e:
     logging.warning("amazon_reviews: could not cache the sample in %s (%s)", path, e)
+  return df, stats
+
+
+class CacheEntryError(ValueError):
+  """Why a cache entry is not used (said in the rebuild warning)."""
+
+
+def cache_bytes(df: pd.DataFrame, stats: dict) -> bytes:
+  """A header line (format, version, the payload's length and SHA-256), then
+  the payload: the sample's columns and the per-file counts as JSON."""
+  payload = json.dumps({"columns": {col: df[col].tolist() for col in COLUMNS},
+                        "stats": stats}, separators=(",", ":"), default=str).encode()
+  head = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "bytes": len(payload),
+          "sha256": hashlib.sha256(payload).hexdigest()}
+  return json.dumps(head, sort_keys=True).encode() + b"\n" + payload
+
+
+def read_cache(path: Path) -> tuple[pd.DataFrame, dict]:
+  """The sample ``cache_bytes`` wrote; ``CacheEntryError`` for anything else:
+  only JSON is parsed, after its hash matched."""
+  try:
+    data = path.read_bytes()
+  except OSError as e:
+    raise CacheEntryError(f"is unreadable ({e.strerror})") from None
+  head_raw, _, payload = data.partition(b"\n")
+  try:
+    head = json.loads(head_raw[:1000].decode("utf-8"))
+  except ValueError:
+    raise CacheEntryError("is not a sample cache entry (no JSON header)") from None
+  if not (isinstance(head, dict) and head.get("format") == CACHE_FORMAT
+          and head.get("version") == CACHE_VERSION):
+    raise CacheEntryError("is not a sample cache entry of this version")
+  if head.get("bytes") != len(payload):
+    raise CacheEntryError(f"is cut short or extended ({len(payload)} payload bytes, its "
+                          f"header says {head.get('bytes')})")
+  if head.get("sha256") != hashlib.sha256(payload).hexdigest():
+    raise CacheEntryError("does not match its content hash (altered or damaged)")
+  try:
+    body = json.loads(payload.decode("utf-8"))
+    cols, stats = body["columns"], body["stats"]
+    if not (isinstance(cols, dict) and set(cols) == set(COLUMNS) and isinstance(stats, dict)
+            and all(isinstance(cols[k], list) for k in COLUMNS)
+            and len({len(cols[k]) for k in COLUMNS}) == 1):
+      raise ValueError("columns")
+    df = pd.DataFrame({k: cols[k] for k in COLUMNS}, columns=list(COLUMNS))
+  except (ValueError, KeyError, TypeError):
+    raise CacheEntryError("holds no sample of this layout") from None
   return df, stats
 
 

@@ -156,6 +156,17 @@ def load(config, data_dir) -> ShiftSplits:
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
       raise UserError(f"{files[part + '_x']}: images {x.shape} and labels {y.shape} do not "
                       f"pair up; these are not Fashion-MNIST IDX files")
+    # What the degradations and the 10-way head assume; a damaged header or
+    # label byte would otherwise pass as data (label 10 trains silently).
+    if x.shape[1:] != (28, 28) or x.dtype != np.uint8:
+      raise UserError(f"{files[part + '_x']}: {x.dtype} images of {x.shape[1]}x{x.shape[2]} "
+                      f"pixels; Fashion-MNIST's are uint8 28x28: the file is corrupt or "
+                      f"another dataset's, download it again")
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and not (
+        0 <= y.min() and y.max() < len(CLASSES))):
+      raise UserError(f"{files[part + '_y']}: labels outside 0-{len(CLASSES) - 1} (or not "
+                      f"integers); the file is corrupt or another dataset's, download it "
+                      f"again")
   seed, size = int(c.seed), int(c.image_size)
   rng = np.random.default_rng(seed)
   perm = rng.permutation(len(arrays["train_y"]))

@@ -69,7 +69,7 @@ def _read_tsv(data: bytes, name: str, ncols: int, header: bool = True) -> pd.Dat
   try:
     df = pd.read_csv(io.BytesIO(data), sep="\t", dtype=str, keep_default_na=False,
                      quoting=3, header=0 if header else None)
-  except (pd.errors.ParserError, UnicodeDecodeError) as e:
+  except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
     raise DataError(f"{name}: unreadable ({str(e).splitlines()[0]}); re-fetch it") from e
   if df.shape[1] != ncols:
     raise DataError(f"{name}: expected {ncols} tab-separated columns, found {df.shape[1]}")
@@ -171,6 +171,12 @@ def _tfds_genre(i: int) -> str:
 
 
 def _join(inter, item, user, source: str) -> pd.DataFrame:
+  # An id listed twice would copy each of its ratings once per listing.
+  for what, frame, col in (("movie", item, "item_id"), ("user", user, "user_id")):
+    twice = frame[col][frame[col].duplicated()]
+    if len(twice):
+      raise DataError(f"{source}: {what} id {twice.iloc[0]!r} is listed twice; the files "
+                      f"are corrupt: fetch them again")
   df = inter.merge(item, on="item_id", how="left").merge(user, on="user_id", how="left")
   if df["title"].isna().any() or df["occupation"].isna().any():
     raise DataError(f"{source}: ratings refer to movies or users that are not listed; "
@@ -187,6 +193,10 @@ def _finish(df: pd.DataFrame, source: str) -> pd.DataFrame:
                     f"corrupt: fetch it again") from e
   if not df["rating"].between(1, 5).all():
     raise DataError(f"{source}: ratings outside 1-5; the file is corrupt")
+  age = pd.to_numeric(df["age"], errors="coerce")   # read by the age_group task
+  if age.isna().any():
+    raise DataError(f"{source}: user age {df['age'][age.isna()].iloc[0]!r} is not a number; "
+                    f"the file is corrupt: fetch it again")
   # One order for every source: by user, item, time.
   df = df.sort_values(["user_id", "item_id", "timestamp"], key=_natural,
                       kind="stable").reset_index(drop=True)

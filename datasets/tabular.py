@@ -69,6 +69,10 @@ def frame_to_splits(df: pd.DataFrame, name: str, *, task: str = "auto",
   if other:
     raise DataError(f"{source}: unexpected column(s) {', '.join(other[:5])}; rename "
                     f"features to cat_<name> or num_<name>, or drop them")
+  if df["split"].isna().any():
+    row = int(np.flatnonzero(df["split"].isna())[0]) + 2
+    raise DataError(f"{source}: empty split on line {row}; every row needs a split "
+                    f"(pretrain, train, val, test_id, ood:<group>, aux:<task>:train|val)")
   split = df["split"].astype(str).str.strip()
   bad = sorted({s for s in split.unique()
                 if s not in FIXED_SPLITS and not (s.startswith("ood:") and len(s) > 4)

@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from benchmark import fetch
 from benchmark.data import CLASSIFICATION, DatasetInfo, ShiftSplits, Split
 from benchmark.errors import DataError, UserError
-from benchmark.store import atomic_write_bytes
+from benchmark.store import atomic_write_bytes, new_temp
 from datasets.base import DATASETS, DatasetSpec
 
 FORMAT_VERSION = 1
@@ -256,32 +256,43 @@ def decoded_split(bench: str, src: Source, data_dir: str | None, meta: Meta,
   if img_path.exists() and lab_path.exists() and ids_path.exists():
     return key
   img_path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = img_path.with_name(f"{img_path.name}.tmp{os.getpid()}")
-  arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                  shape=(len(ids), size, size, 3))
+  # Temporary files are created new (O_EXCL | O_NOFOLLOW): the cache may be
+  # shared, and a symlink planted under a guessable name is never written through.
+  temps = []
   try:
+    fd, tmp = new_temp(img_path, read_write=True)
+    temps.append(tmp)
+    shape = (len(ids), size, size, 3)
+    with os.fdopen(fd, "w+b") as f:
+      np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(
+          np.dtype(np.uint8)), "fortran_order": False, "shape": shape})
+      arr = np.memmap(f, dtype=np.uint8, mode="r+", offset=f.tell(), shape=shape)
     if len(ids):
       _decode_into(bench, src, data_dir, positions, ids, size, arr)
     arr.flush()
     del arr
-    tmp_i = ids_path.with_name(f"{ids_path.name}.tmp{os.getpid()}")
-    tmp_i.write_text(json.dumps(ids))
-    os.replace(tmp_i, ids_path)
-    tmp_l = lab_path.with_name(f"{lab_path.name}.tmp{os.getpid()}")
-    with open(tmp_l, "wb") as f:
+    fd_i, tmp_i = new_temp(ids_path)
+    temps.append(tmp_i)
+    with os.fdopen(fd_i, "w") as f:
+      f.write(json.dumps(ids))
+    fd_l, tmp_l = new_temp(lab_path)
+    temps.append(tmp_l)
+    with os.fdopen(fd_l, "wb") as f:
       np.save(f, labels)
+    os.replace(tmp_i, ids_path)
     os.replace(tmp_l, lab_path)
-    os.replace(tmp, img_path)
+    os.replace(tmp, img_path)   # last: the images' presence means the split is whole
   finally:
-    if tmp.exists():
-      tmp.unlink()
+    for t in temps:
+      if t.exists():
+        t.unlink()
   return key
 
 
 def _open_split(key: str, split: str) -> Split:
   img_path, lab_path, _ = _split_files(key, split)
-  arr = np.load(img_path, mmap_mode="r")
-  labels = np.load(lab_path).astype(np.int32)
+  arr = np.load(img_path, mmap_mode="r", allow_pickle=False)
+  labels = np.load(lab_path, allow_pickle=False).astype(np.int32)
   if len(arr) != len(labels):
     raise DataError(f"{img_path}: {len(arr)} images for {len(labels)} labels; delete it")
   return Split(large={"image": arr}, small={"image": arr}, label=labels)

@@ -126,16 +126,66 @@ def test_uncapped_split_is_80_10_10(rows, tmp_path):
 def test_cache_is_used_and_keyed_by_the_files(rows, tmp_path):
   F.write_tsv(tmp_path / "t", rows, malformed=False)
   first, _, _ = _splits(tmp_path / "t")
-  cached = list((tmp_path / "cache" / "amazon").glob("*.pkl"))
+  cached = list((tmp_path / "cache" / "amazon").glob("*.json"))
   assert len(cached) == 1
   again, _, _ = _splits(tmp_path / "t")
   assert_same_splits(first, again)
-  assert len(list((tmp_path / "cache" / "amazon").glob("*.pkl"))) == 1
+  assert len(list((tmp_path / "cache" / "amazon").glob("*.json"))) == 1
   # Different content (a rewritten file): a new entry, not the stale sample.
   F.write_tsv(tmp_path / "t", F.ratings(seed=3, n_books=1200, per_product=80), malformed=False)
   changed, _, _ = _splits(tmp_path / "t")
-  assert len(list((tmp_path / "cache" / "amazon").glob("*.pkl"))) == 2
+  assert len(list((tmp_path / "cache" / "amazon").glob("*.json"))) == 2
   assert not np.array_equal(changed.val.large["text"], first.val.large["text"])
+
+
+class _System:
+  def __init__(self, cmd):
+    self.cmd = cmd
+
+  def __reduce__(self):
+    import os
+    return os.system, (self.cmd,)
+
+
+@pytest.mark.parametrize("damage", ["crafted_pickle", "truncated", "altered", "other_layout"])
+def test_damaged_or_crafted_cache_entry_is_rebuilt_never_run(rows, tmp_path, damage, caplog):
+  """The cache is data only (JSON whose hash is checked before it is parsed):
+  an entry replaced by a pickle that would write a marker, cut short, edited
+  without its hash, or of another layout is rebuilt with a warning; a
+  leftover pickle of the old cache format beside it is never opened."""
+  import hashlib
+  import json
+  import pickle
+  F.write_tsv(tmp_path / "t", rows, malformed=False)
+  first, df, _ = _splits(tmp_path / "t")
+  (entry,) = (tmp_path / "cache" / "amazon").glob("*.json")
+  good = entry.read_bytes()
+  marker = tmp_path / "MARKER"
+  head, payload = good.split(b"\n", 1)
+  if damage == "crafted_pickle":
+    entry.write_bytes(pickle.dumps(_System(f"touch {marker}")))
+    (entry.parent / "0123456789abcdef0123.pkl").write_bytes(
+        pickle.dumps(_System(f"touch {marker}")))
+  elif damage == "truncated":
+    entry.write_bytes(good[: len(good) // 2])
+  elif damage == "altered":   # the first rating changed, the header left as it was
+    i = payload.index(b'"rating":[') + len(b'"rating":[')
+    star = b"1" if payload[i:i + 1] != b"1" else b"2"
+    entry.write_bytes(head + b"\n" + payload[:i] + star + payload[i + 1:])
+  else:   # a consistent header, but not our columns
+    body = json.dumps({"columns": {"group": []}, "stats": {}}).encode()
+    h = json.loads(head)
+    h.update(bytes=len(body), sha256=hashlib.sha256(body).hexdigest())
+    entry.write_bytes(json.dumps(h).encode() + b"\n" + body)
+  with caplog.at_level("WARNING"):
+    again, df2, _ = _splits(tmp_path / "t")
+  assert not marker.exists()
+  assert "rebuilding it" in caplog.text, caplog.text
+  if damage == "crafted_pickle":
+    assert "ignoring 1 pickle file(s)" in caplog.text
+  assert_same_splits(first, again)
+  assert entry.read_bytes() == good   # rebuilt in place
+  A.read_cache(entry)
 
 
 # -- the ood/products aggregate on the paper's numbers -------------------------------

@@ -15,6 +15,7 @@ from flax import nnx
 from benchmark.errors import UserError
 from benchmark.models import params as P
 from benchmark.models.vit import ViT, ViTConfig, load_vit, resample_posemb
+from tests.vit_files import augreg_from_ours
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -193,35 +194,10 @@ def test_checkpoint_of_another_width_names_the_parameter(tmp_path):
     load_vit(model, folder)
 
 
-def _augreg_from_ours(model: ViT) -> dict[str, np.ndarray]:
-  """Our parameters under AugReg's names (the inverse of the loader)."""
-  flat, heads = P.flat_params(model), model.cfg.num_heads
-  blk = {"norm1": "LayerNorm_0", "norm2": "LayerNorm_2", "attn": "MultiHeadDotProductAttention_1",
-         "mlp/fc1": "MlpBlock_3/Dense_0", "mlp/fc2": "MlpBlock_3/Dense_1"}
-  top = {"patch_embed": "embedding", "cls": "cls", "norm": "Transformer/encoder_norm",
-         "pos_embedding": "Transformer/posembed_input/pos_embedding"}
-  out = {}
-  for k, v in flat.items():
-    if k.startswith("blocks/"):
-      _, i, rest = k.split("/", 2)
-      for a, b in blk.items():
-        rest = rest.replace(a, b, 1) if rest.startswith(a + "/") else rest
-      name = f"Transformer/encoderblock_{i}/{rest}"
-      if "/query/" in k or "/key/" in k or "/value/" in k:
-        v = v.reshape(*v.shape[:-1], heads, -1)
-      elif k.endswith("attn/out/kernel"):
-        v = v.reshape(heads, -1, v.shape[-1])
-    else:
-      head, _, leaf = k.rpartition("/")
-      name = f"{top[head]}/{leaf}" if head else top[leaf]
-    out[name] = v
-  return out
-
-
 def test_unusable_checkpoints_fail_on_one_line(tmp_path):
   model = ViT(dataclasses.replace(ViTConfig.ti16(), num_layers=1, image_size=32),
               rngs=nnx.Rngs(0))
-  bv = _augreg_from_ours(model)
+  bv = augreg_from_ours(model)
   np.savez(tmp_path / "whole.npz", **bv)
   again = ViT(model.cfg, rngs=nnx.Rngs(5))
   load_vit(again, tmp_path / "whole.npz")  # the round trip loads

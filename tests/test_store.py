@@ -72,6 +72,21 @@ def test_corrupt_record_is_set_aside(tmp_path, content, capsys):
   assert store.read(path)["v"] == 1
 
 
+def test_record_edited_or_damaged_behind_its_checksum_is_set_aside(tmp_path, capsys):
+  """Valid JSON is not enough: a score changed in place (a flipped digit, a
+  hand edit) no longer matches the record's checksum and is recomputed."""
+  store = RunStore(tmp_path)
+  path = store.component_path("ft", "k")
+  store.write(path, {"status": "ok", "scores": {"val": 0.25}})
+  assert "checksum" in json.loads(path.read_text())
+  path.write_text(path.read_text().replace("0.25", "0.75"))
+  assert store.read(path) is None
+  assert "does not match its checksum" in capsys.readouterr().err
+  # Records from before checksums are read as they are.
+  path.write_text(json.dumps({"status": "ok", "scores": {"val": 0.5}}))
+  assert store.read(path)["scores"] == {"val": 0.5}
+
+
 def test_arrays_roundtrip(tmp_path):
   arrays = {
       "large/blocks/0/kernel": np.arange(12, dtype=np.float32).reshape(3, 4),

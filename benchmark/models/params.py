@@ -59,6 +59,11 @@ def load_params(model: nnx.Module, flat: Mapping[str, np.ndarray], *,
       key = path_str(p)
       if key in flat:
         new = np.asarray(flat[key])
+        if not (np.issubdtype(new.dtype, np.integer) or np.issubdtype(new.dtype, np.floating)
+                or new.dtype == np.bool_):
+          raise UserError(f"{source}: parameter {key} holds {new.dtype} values, not numbers "
+                          f"a network's weights are made of; the checkpoint is damaged or "
+                          f"not a model's")
         if tuple(new.shape) != tuple(np.shape(v)):
           raise UserError(
               f"{source}: parameter {key} has shape {tuple(new.shape)}, the model "

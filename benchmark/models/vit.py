@@ -281,12 +281,17 @@ def _from_big_vision(raw: Mapping[str, np.ndarray]) -> tuple[dict, list[str]]:
       continue
     m = re.match(r"^Transformer/encoderblock/(.+)$", name)  # scanned: layer axis first
     if m and m.group(1) in _BV_BLOCK:
+      if v.ndim == 0:
+        raise ValueError(f"tensor {name} is a scalar, not blocks stacked on the first axis")
       for i in range(v.shape[0]):
         flat[f"blocks/{i}/{_BV_BLOCK[m.group(1)]}"] = v[i]
       continue
     unknown.append(name)
   for k in list(flat):  # heads folded into the hidden axis: [D, H, d] -> [D, H*d]
     v = flat[k]
+    kernel = re.search(r"attn/(query|key|value|out)/kernel$", k)
+    if kernel and (v.ndim < 2 or v.size == 0):
+      raise ValueError(f"tensor {k} has shape {v.shape}, not an attention kernel's")
     if re.search(r"attn/(query|key|value)/kernel$", k):
       flat[k] = v.reshape(v.shape[0], -1)
     elif re.search(r"attn/(query|key|value)/bias$", k):
@@ -328,6 +333,8 @@ def _from_hf(raw: Mapping[str, np.ndarray]) -> tuple[dict, list[str]]:
       continue
     v = np.asarray(v)
     if ours == "patch_embed/kernel":
+      if v.ndim != 4:
+        raise ValueError(f"tensor {name} has shape {v.shape}, not a convolution kernel's")
       v = v.transpose(2, 3, 1, 0)            # torch conv OIHW -> HWIO
     elif ours.endswith("/kernel"):
       v = v.T                                # torch Linear stores [out, in]
@@ -335,13 +342,21 @@ def _from_hf(raw: Mapping[str, np.ndarray]) -> tuple[dict, list[str]]:
   return flat, unknown
 
 
-def _read_npz(path: str) -> dict[str, np.ndarray]:
+def _converted(convert, raw, src: str) -> tuple[dict, list[str]]:
+  """``convert(raw)``; a tensor of the wrong rank is a one-line error."""
   try:
-    with np.load(path, allow_pickle=False) as z:
-      return {k: z[k] for k in z.files}
-  except (OSError, ValueError, zipfile.BadZipFile, AttributeError) as e:
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-    raise UserError(f"{path}: not a readable .npz ({msg}); it is corrupt or "
+    return convert(raw)
+  except ValueError as e:
+    raise UserError(f"{src}: {e}; pass a ViT checkpoint (big_vision/AugReg .npz or "
+                    f"Hugging Face model.safetensors)") from None
+
+
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+  from benchmark.readers import Unreadable, read_npz
+  try:
+    return read_npz(path)
+  except Unreadable as e:
+    raise UserError(f"{path}: not a readable .npz ({e}); it is corrupt or "
                     f"truncated: download it again") from None
 
 
@@ -358,14 +373,14 @@ def load_vit(model: ViT, path: str | os.PathLike) -> None:
   with open(p, "rb") as f:
     head = f.read(9)
   if head[:4] == b"PK\x03\x04" or p.suffix == ".npz":
-    flat, unknown = _from_big_vision(_read_npz(src))
+    flat, unknown = _converted(_from_big_vision, _read_npz(src), src)
     if not unknown and "cls" not in flat and "patch_embed/kernel" in flat:
       raise UserError(f"{src}: the checkpoint has no class token 'cls' (a big_vision "
                       f"ViT pooled by average or MAP head); the taps read the class "
                       f"token: pass a class-token ViT such as AugReg's")
   elif p.suffix == ".safetensors" or head[8:9] == b"{":  # 8-byte length, JSON header
     src, raw = P.read_safetensors(src, "ViT")
-    flat, unknown = _from_hf(raw)
+    flat, unknown = _converted(_from_hf, raw, src)
   else:
     raise UserError(f"{src}: unknown checkpoint format (neither .npz nor safetensors); "
                     f"pass a big_vision/AugReg .npz or a Hugging Face model.safetensors "

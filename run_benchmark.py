@@ -47,6 +47,10 @@ FLAG_SPECS = (
      "--dataset; writes figures/"),
     ("extra_rows", True, None, "--table N: also the rows the harness adds (soups, "
      "Ratatouille); --noextra_rows drops them"),
+    ("reference", "ft", "METHOD", "the row the others are compared with (paired "
+     "bootstrap differences in the CSV)"),
+    ("report", False, None, "rebuild the tables and report.html from the store; train "
+     "nothing (an error names what is missing)"),
     ("dry_run", False, None, "list the trainings the command would run and their "
      "estimated time; train nothing"),
     ("shard", "0/1", "i/N", "run every N-th (method, seed) from the i-th, so that N "

@@ -38,6 +38,8 @@ class Options:
   workdir: str = "results"
   data_dir: str | None = None
   extra_rows: bool = True
+  reference: str = "ft"
+  report: bool = False
 
   @classmethod
   def from_flags(cls, flag_values, argv: list[str]) -> "Options":

@@ -89,18 +89,57 @@ def better(ctx) -> str:
   return "lower" if ctx.info.metric == "rmse" else "higher"
 
 
-def dataset_caption(name: str, backbone: str, ctx, seeds) -> str:
-  """The LaTeX caption of a ``--method`` run's table."""
+def interval_text(ctx, seeds) -> str:
+  r = ctx.config.report
+  over = f"mean over seeds {','.join(map(str, seeds))}"
+  if int(r.bootstrap) == 0:
+    return over + " ± std"
+  return (f"{over} [{float(r.confidence):.0%} interval: bootstrap over test examples and "
+          f"seeds]")
+
+
+def dataset_caption(name: str, backbone: str, ctx, seeds, overrides: str = "",
+                    reference: str | None = None) -> str:
+  """The LaTeX caption of a ``--method`` run's table (escaped by pandas'
+  rules: ``tables.latex_escape``)."""
   from benchmark import tables
-  return (f"{tables.latex_escape(name)}: {splits_metric(ctx)} ({better(ctx)} "
-          f"is better), mean $\\pm$ std over seeds {','.join(map(str, seeds))}; "
-          f"backbone {tables.latex_escape(backbone)}, preset {ctx.config.preset}")
+  text = (f"{name}: {splits_metric(ctx)} ({better(ctx)} is better), "
+          f"{interval_text(ctx, seeds)}; bold: the best row and every "
+          f"row not significantly worse (paired bootstrap); backbone {backbone}, preset "
+          f"{ctx.config.preset}" + (f"; {overrides}" if overrides else ""))
+  return tables.latex_escape(text)
 
 
-def dataset_heading(name: str, backbone: str, ctx, seeds) -> str:
+def dataset_heading(name: str, backbone: str, ctx, seeds, overrides: str = "",
+                    reference: str | None = None) -> str:
   """The line printed above a ``--method`` run's table."""
-  return (f"\n{name} ({splits_metric(ctx)}, {better(ctx)} is better; mean ± std over "
-          f"{len(seeds)} seed(s); backbone {backbone}, preset {ctx.config.preset})")
+  return (f"\n{name} ({splits_metric(ctx)}, {better(ctx)} is better; "
+          f"{interval_text(ctx, seeds)}; backbone {backbone}, preset "
+          f"{ctx.config.preset}" + (f"; {overrides}" if overrides else "") + ")")
+
+
+def significance_lines(frame, labels=None) -> str:
+  """Below the printed table: per shown split, the rows significantly
+  different from the reference (paired bootstrap) and the rows tied with
+  the best."""
+  from benchmark import tables
+  labels = labels or {}
+  out = []
+  for split in tables.shown_splits(frame):
+    rows = frame[frame["split"] == split]
+    if rows["ci_low"].isna().all():
+      continue
+    ref = rows["reference"].dropna()
+    tied = [labels.get(m, m) for m in rows.loc[rows["bold"].astype(bool), "method"]]
+    line = f"{tables.split_header(split)}: best or tied with it: {', '.join(tied)}"
+    if len(ref):
+      sig = rows[rows["ref_significant"].astype(bool) & (rows["method"] != ref.iloc[0])]
+      diffs = [f"{labels.get(r.method, r.method)} {r.diff_ref:+.3f} [{r.diff_ref_low:+.3f}, "
+               f"{r.diff_ref_high:+.3f}]" for r in sig.itertuples(index=False)]
+      line += (f"; vs {labels.get(ref.iloc[0], ref.iloc[0])}: "
+               + ("; ".join(diffs) if diffs else "no significant difference"))
+    out.append(line)
+  return "\n".join(out)
 
 
 def table_caption(n: int, table, contexts, seeds, notes) -> str:

@@ -7,7 +7,7 @@ import sys
 import time
 
 from benchmark import setup
-from benchmark.cli import args, report
+from benchmark.cli import args, outputs, report
 from benchmark.cli.args import Options
 from benchmark.cli.report import log
 from benchmark.errors import UserError
@@ -94,30 +94,73 @@ def run_dataset(opts: Options) -> int:
     return 0
   store.check_writable()
 
+  reference = check_reference(opts.reference, methods)
+  if opts.report:
+    check_stored(ctx, methods, seeds)
   mine, records, choices = run_sweep(ctx, methods, seeds, shard)
   if records is None:
     print(report.summary([ctx], [(mine, records)], STARTED))
     return 0
-  frame = dataset_frame(ctx, records, methods)
+  cmp = outputs.comparison(ctx, records, reference)
+  frame = dataset_frame(ctx, records, methods, cmp)
   labels = {m.name: m.label for m in methods}  # the registry's display names
-  stem = store.root / "tables" / name
-  csv_path, tex_path = tables.write(frame, stem, labels,
-                                    report.dataset_caption(name, backbone, ctx, seeds))
-  hp_path = report.write_hparams(stem.with_suffix(".hparams.json"),
-                                 {name: (ctx, methods, seeds, choices)})
-  print(report.dataset_heading(name, backbone, ctx, seeds))
-  print(tables.wide(frame).to_string())
+  over = report.overrides_text(opts)
+  folder = outputs.new_folder(store.root, name, sys.argv, ctx.config.to_dict())
+  written = tables.write(frame, folder / name, labels,
+                         report.dataset_caption(name, backbone, ctx, seeds, over, reference),
+                         f"tab:{name}", outputs.decimals_of(ctx.config),
+                         seeds=tables.seeds_frame(records, ctx.splits.ood_excluded,
+                                                  int(ctx.config.report.min_group_size)))
+  hp = report.write_hparams(folder / f"{name}.hparams.json",
+                            {name: (ctx, methods, seeds, choices)})
+  latest = outputs.publish([*written, hp], store.root / "tables")
+  rj = outputs.run_json(folder, argv=sys.argv, contexts={name: ctx.with_lrs(
+      sweep_lrs(choices))}, methods_of={name: methods}, seeds=seeds, records=records,
+      overrides=over, files=[*written, hp])
+  print(report.dataset_heading(name, backbone, ctx, seeds, over, reference))
+  print(tables.wide(frame, decimals=outputs.decimals_of(ctx.config)).to_string())
+  print(report.significance_lines(frame, labels))
   print()
-  print(report.summary([ctx], [(mine, records)], STARTED, [csv_path, tex_path, hp_path]))
+  print(report.summary([ctx], [(mine, records)], STARTED, [*latest, folder / "", rj]))
   return 0
 
 
-def dataset_frame(ctx, records, methods):
+def sweep_lrs(choices):
+  from benchmark import sweep
+  return sweep.chosen_lrs(choices)
+
+
+def check_reference(reference: str, methods) -> str | None:
+  """``--reference``: a method of the run; the default (``ft``) may be absent."""
+  names = [m.name for m in methods]
+  if reference in names:
+    return reference
+  if reference and reference != "ft":
+    raise UserError(f"--reference {reference} is not among the methods run "
+                    f"({', '.join(names)}); add it to --method or pick one of them")
+  return None
+
+
+def check_stored(ctx, methods, seeds) -> None:
+  """``--report``: every training the sweep needs is in the store, else an
+  error naming what is missing (method results are combined from stored
+  components, which trains nothing)."""
+  from benchmark import sweep
+  todo = sweep.pending(ctx, methods, seeds)
+  if todo:
+    names = [f"{spec.kind} seed {spec.seed}" for spec, _ in todo]
+    raise UserError(f"--report: {len(todo)} training(s) of {ctx.info.name} are not in "
+                    f"the store ({', '.join(names[:4])}{' ...' if len(names) > 4 else ''}); "
+                    f"run the same command without --report first")
+
+
+def dataset_frame(ctx, records, methods, comparison=None):
   """The table of a ``--method`` run, with what the data's notes say and a
   warning (and note) for methods whose seeds all gave the same result."""
   from benchmark import tables
   names = [m.name for m in methods]
-  kw = dict(exclude=ctx.splits.ood_excluded, notes=ctx.splits.notes)
+  kw = dict(exclude=ctx.splits.ood_excluded, notes=ctx.splits.notes, comparison=comparison,
+            min_group_size=int(ctx.config.report.min_group_size))
   frame = tables.dataset_frame(records, names, **kw)
   same = tables.identical_across_seeds(frame)
   if not same:

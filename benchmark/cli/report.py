@@ -142,14 +142,20 @@ def significance_lines(frame, labels=None) -> str:
   return "\n".join(out)
 
 
-def table_caption(n: int, table, contexts, seeds, notes) -> str:
-  """The caption of the paper's table ``n`` as run here: seeds, each
-  dataset's backbone, the preset, and why a dataset is missing."""
+def upper_first(text: str) -> str:
+  return text[:1].upper() + text[1:]
+
+
+def table_caption(n: int, table, contexts, seeds, overrides: str = "") -> str:
+  """The caption of the paper's table ``n`` as run here: seeds, intervals,
+  each dataset's backbone, the preset and the overrides (why a dataset or
+  cell is missing goes to the table's notes, not here)."""
   parts = [f"{name}: {ctx.backbone.name}" for name, ctx in contexts.items()]
-  return (f"Table {n}. {table.caption}. Mean ± std (sample std, ddof 1) over seeds "
-          f"{','.join(map(str, seeds))}; backbone {', '.join(parts)}; preset "
-          f"{next(iter(contexts.values())).config.preset}"
-          + "".join(f"; {ds}: {why}" for ds, why in notes.items()))
+  first = next(iter(contexts.values()))
+  return (f"Table {n}. {table.caption}. {upper_first(interval_text(first, seeds))}; bold: "
+          f"the best row and every row not significantly worse (paired bootstrap); backbone "
+          f"{', '.join(parts)}; preset {first.config.preset}"
+          + (f"; {overrides}" if overrides else ""))
 
 
 def summary(contexts, runs, t0, paths=()) -> str:

@@ -108,7 +108,7 @@ def run_dataset(opts: Options) -> int:
   folder = outputs.new_folder(store.root, name, sys.argv, ctx.config.to_dict())
   written = tables.write(frame, folder / name, labels,
                          report.dataset_caption(name, backbone, ctx, seeds, over, reference),
-                         f"tab:{name}", outputs.decimals_of(ctx.config),
+                         f"tab:{name.replace('_', '-')}", outputs.decimals_of(ctx.config),
                          seeds=tables.seeds_frame(records, ctx.splits.ood_excluded,
                                                   int(ctx.config.report.min_group_size)))
   hp = report.write_hparams(folder / f"{name}.hparams.json",
@@ -247,15 +247,33 @@ def run_table(opts: Options) -> int:
   if waiting:
     print(report.summary(list(contexts.values()), done, STARTED))
     return 0
-  frame = PT.frame(table, records, notes, method_notes)
-  caption = report.table_caption(n, table, contexts, seeds, notes)
-  outdir = store.root / "tables"
-  csv_path, tex_path = PT.write(table, frame, outdir, caption)
-  hp_path = report.write_hparams(outdir / f"table{n}.hparams.json", per)
-  print("\n" + report.table_caption(n, table, contexts, seeds, {**notes, **said}))
-  print(PT.to_text(table, frame))
+  import pandas as pd
+  reference = check_reference(opts.reference, methods)
+  cmp = pd.concat([outputs.comparison(ctx, [r for r in records if r["dataset"] == name],
+                                      reference) for name, ctx in contexts.items()],
+                  ignore_index=True)
+  first = next(iter(contexts.values())).config
+  frame = PT.frame(table, records, notes, method_notes, cmp,
+                   {name: ctx.splits.ood_excluded for name, ctx in contexts.items()},
+                   int(first.report.min_group_size))
+  over = report.overrides_text(opts)
+  caption = report.table_caption(n, table, contexts, seeds, over)
+  folder = outputs.new_folder(store.root, f"table{n}", sys.argv,
+                              {k: c.config.to_dict() for k, c in contexts.items()})
+  written = PT.write(table, frame, folder, caption, outputs.decimals_of(first))
+  hp_path = report.write_hparams(folder / f"table{n}.hparams.json", per)
+  latest = outputs.publish([*written, hp_path], store.root / "tables")
+  rj = outputs.run_json(
+      folder, argv=sys.argv, contexts={k: c.with_lrs(sweep_lrs(per[k][3]))
+                                       for k, c in contexts.items() if k in per},
+      methods_of={k: v for k, v in runs.items()}, seeds=seeds, records=records,
+      overrides=over, files=[*written, hp_path])
+  print("\n" + caption)
+  for ds, why in {**notes, **said}.items():
+    print(f"  {ds}: {why}")
+  print(PT.to_text(table, frame, outputs.decimals_of(first)))
   print()
-  print(report.summary(list(contexts.values()), done, STARTED, [csv_path, tex_path, hp_path]))
+  print(report.summary(list(contexts.values()), done, STARTED, [*latest, folder / "", rj]))
   return 0
 
 

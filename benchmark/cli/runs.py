@@ -55,6 +55,9 @@ def load_context(opts: Options, dataset: str, config, backbone: str, store):
   splits = setup.load_splits(dataset, config, args.data_dir_for(opts.data_dir, dataset))
   ctx = setup.load_context(dataset, config, backbone, store, progress=log, splits=splits)
   CONTEXTS.append(ctx)
+  for split, text in ctx.splits.unseen_classes().items():
+    if split not in ctx.splits.notes:  # a loader may have said it in its own words
+      ctx.splits.notes[split] = text
   for split, text in ctx.splits.notes.items():  # data traps, e.g. a 1-row OOD group
     if split != "ood":
       print(f"warning: {dataset}: {text}", file=sys.stderr)

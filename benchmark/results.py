@@ -276,8 +276,10 @@ def _compare_dataset(ds, part, reference, bs: Bootstrap, exclude, min_group_size
   lower = metric in LOWER_IS_BETTER
   methods = list(dict.fromkeys(part["method"]))
   splits = list(dict.fromkeys(part["split"]))
-  stored = [k for k in splits if k == "test_id" or (k.startswith("ood/") and ":" not in k
-                                                    and k not in _aggregate_names(splits))]
+  # Sorted: the draws follow this order, which must not depend on how the
+  # records were read (in memory, or back from the store's sorted JSON).
+  stored = sorted(k for k in splits if k == "test_id" or (
+      k.startswith("ood/") and ":" not in k and k not in _aggregate_names(splits)))
   n_ex = part.drop_duplicates("split").set_index("split")["n_examples"].to_dict()
   derived = summaries(stored, [*exclude, *small_groups(
       {k: n_ex.get(k, 0) for k in stored}, min_group_size)])

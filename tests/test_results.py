@@ -174,3 +174,30 @@ def test_small_groups_leave_the_aggregates_and_are_noted():
   assert "fewer than 30 examples" in f.loc["ood/tiny", "note"]
   f0 = tables.dataset_frame([rec], min_group_size=0).set_index("split")
   assert f0.loc["ood", "mean"] == pytest.approx(140 / 3)
+
+
+@pytest.mark.slow
+def test_two_configs_leave_two_reports_and_load_keeps_them_apart(run_cli, tmp_path):
+  """Two invocations that differ in ``--config.epochs``: two report folders,
+  each with its run.json naming its override, and ``results.load`` returns
+  both configurations apart; ``tables/`` holds the latest."""
+  import json
+  base = ["--method", "ft,lp", "--dataset", "synthetic_spurious", "--preset", "smoke",
+          "--seeds", "0,1"]
+  for epochs in (2, 3):
+    r = run_cli(base + [f"--config.epochs={epochs}"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+  folders = sorted((tmp_path / "reports" / "synthetic_spurious").iterdir())
+  assert len(folders) == 2
+  runs = [json.loads((f / "run.json").read_text()) for f in folders]
+  assert sorted(r["non_default_config"]["synthetic_spurious"]["epochs"] for r in runs) == [2, 3]
+  for r, f in zip(runs, folders):
+    assert r["overrides"] in ("epochs=2", "epochs=3")
+    assert set(r["files"]) <= {p.name for p in f.iterdir()}
+    assert len(r["method_records"]) == 4 and r["harness"]["commit"]
+  df = results.load(tmp_path, dataset="synthetic_spurious", preset="smoke")
+  assert df["config_digest"].nunique() == 2
+  assert len(df[(df["split"] == "test_id")]) == 8          # 2 configs x 2 methods x 2 seeds
+  latest = (tmp_path / "tables" / "synthetic_spurious.tex").read_text()
+  assert "epochs=3" in latest
+  assert latest == (folders[-1] / "synthetic_spurious.tex").read_text()

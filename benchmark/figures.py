@@ -187,6 +187,13 @@ def curve_epochs(record: Mapping) -> tuple[list[int], list[int]]:
   return list(range(1, n + 1)), val
 
 
+def _curve_order(r: Mapping):
+  lr = (r.get("config") or {}).get("lr")
+  seed = r.get("seed")
+  return (seed if isinstance(seed, int) else -1, lr if isinstance(lr, (int, float)) else 0,
+          str(r.get("key")))
+
+
 def learning_curves(records: Sequence[Mapping], title: str = "",
                     max_legend: int = 12) -> bytes:
   """PNG of the learning curves of component records (those of
@@ -202,6 +209,7 @@ def learning_curves_figure(records: Sequence[Mapping], title: str = "",
                            max_legend: int = 12):
   """The figure of ``learning_curves`` (a matplotlib Figure, left open)."""
   plt = _pyplot()
+  from matplotlib.ticker import MaxNLocator
   by_kind: dict[str, list[Mapping]] = {}
   for r in records:
     if r.get("status", "ok") == "ok" and r.get("loss_curve"):
@@ -211,6 +219,7 @@ def learning_curves_figure(records: Sequence[Mapping], title: str = "",
   fig, axes = plt.subplots(len(by_kind), 2, figsize=(10.0, 2.6 * len(by_kind)),
                            squeeze=False)
   for (kind, recs), (ax_loss, ax_val) in zip(by_kind.items(), axes):
+    recs = sorted(recs, key=_curve_order)
     metrics = sorted({str(r.get("metric", "")) for r in recs})
     for i, r in enumerate(recs):
       epochs, val_epochs = curve_epochs(r)
@@ -227,10 +236,17 @@ def learning_curves_figure(records: Sequence[Mapping], title: str = "",
                       ms=9, color=color, ls="none")
     ax_loss.set_title(f"{kind}: train loss ({len(recs)} component"
                       f"{'s' if len(recs) != 1 else ''})", fontsize=9)
-    ax_val.set_title(f"{kind}: ID validation "
-                     + ", ".join(METRIC_NAMES.get(m, m.upper()) for m in metrics)
-                     + " (★ selected epoch)", fontsize=9)
+    names = ", ".join(METRIC_NAMES.get(m, m.upper()) for m in metrics)
+    if any(r.get("val_curve") for r in recs):
+      ax_val.set_title(f"{kind}: ID validation {names} (★ selected epoch)", fontsize=9)
+    else:
+      ax_val.set_title(f"{kind}: no ID validation", fontsize=9)
+      ax_val.text(0.5, 0.5, "not validated: the last epoch is kept", ha="center",
+                  va="center", transform=ax_val.transAxes, fontsize=8, color="0.4")
+      ax_val.set_yticks([])
+      ax_val.set_xlim(ax_loss.get_xlim())
     for ax in (ax_loss, ax_val):
+      ax.xaxis.set_major_locator(MaxNLocator(integer=True))
       ax.set_xlabel("epoch", fontsize=8)
       ax.tick_params(labelsize=7)
       ax.grid(alpha=0.3)

@@ -76,7 +76,7 @@ def render(*, title: str, tables: Sequence[tuple[str, Styler | pd.DataFrame]] = 
   for i, (caption, table) in enumerate(tables):
     sections.append((f"table-{i + 1}", caption, f'<div class="wide">{_table_html(table)}</div>'))
   for i, (caption, png) in enumerate(figures):
-    sections.append((f"figure-{i + 1}", caption, _figure_html(caption, png)))
+    sections.append((f"figure-{i + 1}", caption, _figure_html(caption, png, shown=False)))
   with_curves = [r for r in curves if r.get("loss_curve")]
   if with_curves:
     sections.append(("learning-curves", "Learning curves", _curves_html(with_curves)))
@@ -114,10 +114,13 @@ def png_data_uri(png: bytes) -> str:
   return "data:image/png;base64," + base64.b64encode(bytes(png)).decode("ascii")
 
 
-def _figure_html(caption: str, png: bytes) -> str:
+def _figure_html(caption: str, png: bytes, shown: bool = True) -> str:
+  """An embedded PNG; its caption shown under it, or only as its alt text
+  (where the section's heading already says it)."""
   e = html.escape
+  under = f"<figcaption>{e(caption)}</figcaption>" if shown else ""
   return (f'<figure><img src="{png_data_uri(png)}" alt="{e(caption, quote=True)}">'
-          f'<figcaption>{e(caption)}</figcaption></figure>')
+          f'{under}</figure>')
 
 
 def _num(v) -> str:
@@ -157,7 +160,9 @@ def _provenance_html(provenance: Mapping) -> str:
   e = html.escape
   rows = []
   for k, v in provenance.items():
-    if isinstance(v, (Mapping, list, tuple)):
+    if isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float)) for x in v):
+      cell = f"<pre>{e(json.dumps(list(v)))}</pre>"   # e.g. argv: one line, wrapped
+    elif isinstance(v, (Mapping, list, tuple)):
       cell = f"<pre>{e(json.dumps(v, indent=1, sort_keys=True, default=str))}</pre>"
     else:
       cell = e(_num(v))

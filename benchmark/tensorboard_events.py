@@ -10,8 +10,9 @@ WORKDIR/tensorboard`` shows every component.
 
 The writer is ``tensorboardX`` (no TensorFlow in the training process). Where
 it is not installed, or only processes other than the first run, there is no
-log (one warning line for the former); a write that fails (disk full) turns
-the log off with a warning: a training never fails for its log. A resumed
+log (one warning line for the former); a write that fails (disk full, any
+error of the writer) turns the log off with a warning: a training never
+fails for its log. A resumed
 training opens its writer with ``purge_step`` at its first new epoch, so
 TensorBoard hides what a killed run wrote past the checkpoint resumed from
 and shows one curve. Files are created with mode 0666 less the umask.
@@ -69,7 +70,7 @@ class EpochLog:
         self._writer.add_scalar(tags.get(name, f"train/{name}"), float(value), step)
       # Epochs are seconds to minutes apart: a live TensorBoard sees each one.
       self._writer.flush()
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001  (disk full, a writer bug: the log, not the training)
       self._off = True
       print(f"warning: TensorBoard log {self.folder} turned off: {e}", file=sys.stderr)
 

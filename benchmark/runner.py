@@ -253,6 +253,12 @@ class ComponentRunner:
     self.trained.append(spec.key)
     return rec
 
+  def records(self) -> list[dict]:
+    """The records of the components this runner returned (trained or read
+    from the store), in the order first asked for: e.g. the learning curves
+    of an invocation's report (``benchmark.html_report``)."""
+    return [r.record for r in self._results.values()]
+
   def train_checkpoint(self, spec: ComponentSpec):
     """Where a training of ``spec`` saves and resumes mid-way (orbax), or None
     when ``checkpoint_every_s`` < 0 turns it off."""

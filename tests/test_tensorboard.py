@@ -34,6 +34,8 @@ def test_every_component_training_writes_its_epochs(tmp_path):
             / f"{folder.name}.json").exists()
 
   rec = ft.record
+  assert [r["kind"] for r in ctx.runner.records()] == ["pretrain", "ft"]
+  assert ctx.runner.records()[-1] is rec
   assert rec["val_epochs"] == [1, 2] and len(rec["val_curve"]) == 2
   got = _scalars(tensorboard_events.folder(tmp_path, "ft", rec["key"]))
   metric = rec["metric"]

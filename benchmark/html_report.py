@@ -14,8 +14,8 @@ they are given; the caller (the CLI) gathers it::
   write(folder / "report.html", **same_arguments)
 
 - ``tables``: (caption, table) pairs in order. A ``pandas.DataFrame`` is
-  rendered with ``df.style.format(escape="html").to_html()`` (cells shown as
-  text); a ``Styler`` as it is, with its own styles and formats (escape its
+  rendered with ``df.style.format(escape="html", na_rep="").to_html()``
+  (cells shown as text, NaN blank); a ``Styler`` as it is, with its own styles and formats (escape its
   cells, ``.format(escape="html")``, if they may hold ``<`` or ``&``).
 - ``figures``: (caption, PNG bytes) pairs, e.g. a file ``figures.scatter``
   wrote; anything else than a PNG is refused (ValueError).
@@ -74,7 +74,8 @@ def render(*, title: str, tables: Sequence[tuple[str, Styler | pd.DataFrame]] = 
   """The report as one HTML document (see the module docstring)."""
   sections: list[tuple[str, str, str]] = []   # (anchor, heading, body)
   for i, (caption, table) in enumerate(tables):
-    sections.append((f"table-{i + 1}", caption, f'<div class="wide">{_table_html(table)}</div>'))
+    html_table = _table_html(table, f"table{i + 1}")
+    sections.append((f"table-{i + 1}", caption, f'<div class="wide">{html_table}</div>'))
   for i, (caption, png) in enumerate(figures):
     sections.append((f"figure-{i + 1}", caption, _figure_html(caption, png, shown=False)))
   with_curves = [r for r in curves if r.get("loss_curve")]
@@ -100,9 +101,10 @@ def write(path: str | Path, **kwargs) -> Path:
   return path
 
 
-def _table_html(table: Styler | pd.DataFrame) -> str:
+def _table_html(table: Styler | pd.DataFrame, uuid: str) -> str:
   if isinstance(table, pd.DataFrame):
-    table = table.style.format(escape="html")
+    # A fixed id (not Styler's random one): the same inputs, the same file.
+    table = table.style.format(escape="html", na_rep="").set_uuid(uuid)
   if not isinstance(table, Styler):
     raise TypeError(f"a table is a DataFrame or a Styler, not {type(table).__name__}")
   return table.to_html()
@@ -149,7 +151,8 @@ def _curves_html(records: Sequence[Mapping]) -> str:
                  "selected epoch": "" if best is None else best + 1,
                  "ID validation at it": _num(best_val), "metric": r.get("metric")})
   frame = pd.DataFrame(rows)
-  listing = frame.style.format(escape="html").hide(axis="index").to_html()
+  listing = (frame.style.format(escape="html", na_rep="").hide(axis="index")
+             .set_uuid("components").to_html())
   return (_figure_html("Train loss and ID-validation metric per epoch, per component "
                        "(★: the epoch whose weights were kept).", png)
           + f'<details><summary>{len(rows)} components</summary>'

@@ -137,6 +137,12 @@ def test_report_holds_tables_images_and_provenance(tmp_path):
   assert prov["git"] == "abc123 (dirty)" and '"jax": "0.10.2"' in prov["versions"]
   text = " ".join(page.text)
   assert "demo <report>" in text and "† significant" in text
+  # The same inputs, the same bytes (no random table ids).
+  again = html_report.render(
+      title="demo <report>", tables=[("Main table", main), ("Per-group OOD", styled)],
+      figures=[("ID vs OOD", scatter_png)], curves=curves, provenance=provenance,
+      notes=["† significant"])
+  assert again == doc
 
 
 def _ids(doc: str) -> list[str]:

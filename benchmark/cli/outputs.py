@@ -125,3 +125,101 @@ def run_json(folder: Path, *, argv: Sequence[str], contexts: Mapping, methods_of
   path = folder / "run.json"
   atomic_write_text(path, json.dumps(out, indent=1, sort_keys=True, default=str) + "\n")
   return path
+
+
+CSS_OF = {"textbf": "font-weight: bold", "underline": "text-decoration: underline"}
+
+
+def styled(wide, styles):
+  """A wide table's Styler with ``tables._rank_styles``-like marks as CSS."""
+  css = styles.map(lambda s: "; ".join(CSS_OF[p.split(":")[0]] for p in s.split(";")
+                                       if p.split(":")[0] in CSS_OF))
+  css.index, css.columns = wide.index, wide.columns
+  return wide.style.format(escape="html", na_rep="").apply(lambda _: css, axis=None)
+
+
+def differences(frame, labels, decimals) -> "pd.DataFrame":
+  """The paired differences with the reference, one row per method and
+  shown split: ``diff [low, high]`` and whether the interval excludes 0."""
+  import pandas as pd
+
+  from benchmark import tables
+  rows = frame[frame["reference"].notna() & (frame["method"] != frame["reference"])
+               & frame["split"].isin(tables.shown_splits(frame))]
+  if rows.empty:
+    return pd.DataFrame()
+  out = pd.DataFrame({
+      "method": [labels.get(m, m) for m in rows["method"]],
+      "split": [tables.split_header(s) for s in rows["split"]],
+      "reference": [labels.get(m, m) for m in rows["reference"]],
+      "difference [95% interval]": [
+          tables.cell_text(r.diff_ref, float("nan"), r.diff_ref_low, r.diff_ref_high,
+                           tables.decimals_of(r.metric, decimals))
+          for r in rows.itertuples(index=False)],
+      "significant": ["yes" if s else "no" for s in rows["ref_significant"]]})
+  return out.reset_index(drop=True)
+
+
+def write_html(folder: Path, *, title: str, frame, labels, decimals, records, ctx,
+               provenance_path: Path, caption: str) -> Path:
+  """``report.html`` of a ``--method`` run: the table with intervals and
+  bold marks, the per-group OOD table, the paired differences, the ID-vs-OOD
+  scatter with interval bars, learning curves of every component, Figure 4
+  when the workdir has one, and the run's provenance."""
+  from benchmark import figures, html_report, tables
+  wide = tables.wide(frame, labels, decimals)
+  styles = tables._rank_styles(frame)
+  shown = tables.shown_splits(frame)
+  groups = [tables.split_header(k) for k in shown if k.startswith("ood/") and ":" not in k
+            and k not in tables._aggregates(shown)]
+  main_cols = [c for c in wide.columns if c not in groups]
+  styles.columns = wide.columns
+  styles.index = wide.index
+  parts = [(f"Table: {caption}", styled(wide[main_cols], styles[main_cols]))]
+  if groups:
+    parts.append(("Per OOD group", styled(wide[groups], styles[groups])))
+  diffs = differences(frame, labels, decimals)
+  if not diffs.empty:
+    parts.append(("Paired differences with the reference (method minus reference)",
+                  diffs.style.hide(axis="index").format(escape="html")))
+  pngs = []
+  mgs = int(ctx.config.report.min_group_size)
+  exclude = [*ctx.splits.ood_excluded,
+             *results.small_groups(records[0].get("n_examples", {}) if records else {}, mgs)]
+  ok = [r for r in records if r.get("status") == "ok"]
+  if ok:
+    path = figures.scatter(ok, labels, folder / "scatter.png", title, exclude, errors=frame,
+                           errors_label="95% bootstrap interval")
+    pngs.append(("ID vs OOD, with 95% intervals", path.read_bytes()))
+  fig4 = ctx.store.root / "figures" / "figure4.png"
+  if fig4.exists():
+    pngs.append(("Figure 4 (the workdir's latest)", fig4.read_bytes()))
+  notes = [f"Bold: the best row and every row not significantly worse than it (paired "
+           f"bootstrap over test examples and seeds); cells: mean over seeds "
+           f"[95% interval]."] + tables.footnotes(frame)
+  return html_report.write(folder / "report.html", title=title, tables=parts, figures=pngs,
+                           curves=ctx.runner.records(),
+                           provenance=json.loads(provenance_path.read_text()), notes=notes)
+
+
+def write_table_html(folder: Path, *, table, frame, decimals, contexts, provenance_path: Path,
+                     caption: str) -> Path:
+  """``report.html`` of a ``--table N`` run: the table in the paper's layout
+  (intervals, bold marks), its notes, learning curves and provenance."""
+  import pandas as pd
+
+  from benchmark import html_report
+  from benchmark import paper_tables as PT
+  wide = PT._wide(table, frame, lambda r: PT._cell(r, decimals))
+  css = pd.DataFrame("", index=wide.index, columns=wide.columns)
+  for (row, group, col), rank in PT._ranks(table, frame).items():
+    css.loc[row, (group, col)] = CSS_OF["textbf" if rank == "best" else "underline"]
+  sty = wide.style.format(escape="html", na_rep="").apply(lambda _: css, axis=None)
+  notes = ["Bold: the best row and every row not significantly worse than it (paired "
+           "bootstrap over test examples and seeds); cells: mean over seeds [95% interval]."]
+  notes += PT.footnotes(frame)
+  runners = {id(c.runner): c.runner for c in contexts.values()}.values()
+  return html_report.write(folder / "report.html", title=f"Table {table.number}",
+                           tables=[(caption, sty)],
+                           curves=[r for run in runners for r in run.records()],
+                           provenance=json.loads(provenance_path.read_text()), notes=notes)

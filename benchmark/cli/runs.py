@@ -120,11 +120,17 @@ def run_dataset(opts: Options) -> int:
   rj = outputs.run_json(folder, argv=sys.argv, contexts={name: ctx.with_lrs(
       sweep_lrs(choices))}, methods_of={name: methods}, seeds=seeds, records=records,
       overrides=over, files=[*written, hp])
+  html = outputs.write_html(folder, title=f"{name}: {', '.join(labels.values())}",
+                            frame=frame, labels=labels,
+                            decimals=outputs.decimals_of(ctx.config), records=records,
+                            ctx=ctx, provenance_path=rj,
+                            caption=report.dataset_heading(name, backbone, ctx, seeds, over,
+                                                           reference).strip())
   print(report.dataset_heading(name, backbone, ctx, seeds, over, reference))
   print(tables.wide(frame, decimals=outputs.decimals_of(ctx.config)).to_string())
   print(report.significance_lines(frame, labels))
   print()
-  print(report.summary([ctx], [(mine, records)], STARTED, [*latest, folder / "", rj]))
+  print(report.summary([ctx], [(mine, records)], STARTED, [*latest, html]))
   return 0
 
 
@@ -271,12 +277,15 @@ def run_table(opts: Options) -> int:
                                        for k, c in contexts.items() if k in per},
       methods_of={k: v for k, v in runs.items()}, seeds=seeds, records=records,
       overrides=over, files=[*written, hp_path])
+  html = outputs.write_table_html(folder, table=table, frame=frame,
+                                  decimals=outputs.decimals_of(first), contexts=contexts,
+                                  provenance_path=rj, caption=caption)
   print("\n" + caption)
   for ds, why in {**notes, **said}.items():
     print(f"  {ds}: {why}")
   print(PT.to_text(table, frame, outputs.decimals_of(first)))
   print()
-  print(report.summary(list(contexts.values()), done, STARTED, [*latest, folder / "", rj]))
+  print(report.summary(list(contexts.values()), done, STARTED, [*latest, html]))
   return 0
 
 

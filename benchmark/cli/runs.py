@@ -128,7 +128,7 @@ def run_dataset(opts: Options) -> int:
                                                            reference).strip())
   print(report.dataset_heading(name, backbone, ctx, seeds, over, reference))
   print(tables.wide(frame, decimals=outputs.decimals_of(ctx.config)).to_string())
-  print(report.significance_lines(frame, labels))
+  print(report.significance_lines(frame))
   print()
   print(report.summary([ctx], [(mine, records)], STARTED, [*latest, html]))
   return 0

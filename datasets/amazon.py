@@ -46,9 +46,6 @@ NAME, TEXT_NAME = "amazon_reviews", "amazon_reviews_text"
 SMALL_COLUMNS = ("customer_id", "product_id")
 TEMPLATE = ("When the customer id is {customer_id}, the product title is {title}, and the "
             "product id is {product_id}, what can be the customer rating on this product?:")
-# The headline first: it is short and carries most of the sentiment, and long
-# bodies are cut at the end (``backbones.*.max_len``).
-TEXT_TEMPLATE = "{headline}. {body}"
 
 
 def sentences(df: pd.DataFrame) -> np.ndarray:
@@ -58,8 +55,10 @@ def sentences(df: pd.DataFrame) -> np.ndarray:
 
 
 def review_sentences(df: pd.DataFrame) -> np.ndarray:
-  """``amazon_reviews_text``'s large-model view: the review headline and body."""
-  return np.array([TEXT_TEMPLATE.format(headline=h or "", body=b or "").strip(". ")
+  """``amazon_reviews_text``'s large-model view: "<headline>. <body>" (either
+  left out when empty). The headline first: it is short and carries most of
+  the sentiment, and long bodies are cut at the end (``backbones.*.max_len``)."""
+  return np.array([". ".join(t for t in (h, b) if t)
                    for h, b in zip(df["headline"], df["body"])])
 
 

@@ -42,9 +42,11 @@ def _reviews(rows):
 
 def test_text_view_is_the_review_text_on_the_plain_splits(rows, tmp_path):
   """The large model reads the review headline and body; labels, small-model
-  ids and every split are those of ``amazon_reviews``; TSV and 2018 JSON agree."""
+  ids and every split are those of ``amazon_reviews``; TSV, 2018 JSON and
+  TFDS agree."""
   F.write_tsv(tmp_path / "tsv", rows)
   F.write_json(tmp_path / "json", rows)
+  F.write_tfds(tmp_path / "tfds", rows, tmp_path / "download")
   plain = _load(A.NAME, tmp_path / "tsv")
   text = _load(TEXT, tmp_path / "tsv")
   assert text.info.name == TEXT and text.info.extra["small_columns"] == list(A.SMALL_COLUMNS)
@@ -70,11 +72,15 @@ def test_text_view_is_the_review_text_on_the_plain_splits(rows, tmp_path):
   assert not any(s.startswith(("Terrible", "Waste of money")) for s in five)
   # The auxiliary task reads the same sentences.
   np.testing.assert_array_equal(text.aux["year"].train.large["text"], text.train.large["text"])
-  # Amazon Review Data 2018 (summary, reviewText): the same splits and texts.
-  other = _load(TEXT, tmp_path / "json")
-  for name in ("train", "val", "test_id"):
-    np.testing.assert_array_equal(getattr(other, name).large["text"],
-                                  getattr(text, name).large["text"], err_msg=name)
+  # Amazon Review Data 2018 (summary, reviewText) and TFDS (data/review_headline,
+  # data/review_body): the same splits and texts.
+  for fmt in ("json", "tfds"):
+    other = _load(TEXT, tmp_path / fmt)
+    for name in ("train", "val", "test_id", *text.ood):
+      got = other.ood[name] if name in text.ood else getattr(other, name)
+      want_split = text.ood[name] if name in text.ood else getattr(text, name)
+      np.testing.assert_array_equal(got.large["text"], want_split.large["text"],
+                                    err_msg=f"{fmt} {name}")
 
 
 def _drop_text_columns(path):

@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("methods/l2sp.py", "methods/surgical.py", "methods/levi_batchensemble.py",
            "methods/__init__.py", "benchmark/models/tabular.py",
-           "datasets/synthetic_spurious.py")
+           "datasets/synthetic_spurious.py", "datasets/amazon.py")
 
 
 def test_every_code_block_is_in_the_source():

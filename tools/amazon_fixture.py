@@ -1,10 +1,12 @@
 """Writes a small synthetic Amazon Review fixture in one of the exact on-disk
-formats ``amazon_reviews`` reads, for tests and for trying the pipeline
-without the real files (which are never downloaded at run time):
+formats ``amazon_reviews`` and ``amazon_reviews_text`` read, for tests and
+for trying the pipeline without the real files (which are never downloaded at
+run time):
 
   python tools/amazon_fixture.py --out /tmp/amazon --format tsv
   python run_benchmark.py --dataset amazon_reviews --method all --preset smoke \\
       --data_dir /tmp/amazon
+  python run_benchmark.py --table 13 --preset smoke --data_dir /tmp/amazon
 
 Formats: ``tsv`` (``amazon_reviews_us_<Category>_v1_00.tsv``, Books gzipped
 and holding one malformed row), ``json`` (Amazon Review Data 2018:
@@ -12,7 +14,10 @@ and holding one malformed row), ``json`` (Amazon Review Data 2018:
 name ``Toys_and_Games``) and ``tfds`` (TFDS's own ``amazon_us_reviews``
 builder prepares the TSV files into a TFDS data dir). Every format holds the
 same ratings. The ratings are synthetic: a customer bias plus a product
-quality that shows in the product's title, plus noise.
+quality that shows in the product's title, plus noise. Each rating has a
+review headline and body drawn (seeded) from a few phrases per star level, so
+the text task (``amazon_reviews_text``) is learnable at this size; the
+phrases' sentiment follows the star, with one review in ten neutral.
 """
 from __future__ import annotations
 
@@ -41,6 +46,18 @@ GOOD, PLAIN, BAD = ("Classic", "Deluxe", "Premium"), ("Basic", "Standard", "Simp
 NOUNS = {BOOKS: "Novel", "Watches": "Watch", "Toys": "Puzzle", "Sports": "Tracker",
          "Music": "Album", "Jewelry": "Earrings", "Furniture": "Sofa", "Baby": "Diaper Bag"}
 FORMATS = ("tsv", "json", "tfds")
+# Review phrases per star level (1-5): headlines and body sentences.
+HEADLINES = {1: ("Terrible", "Waste of money", "Very disappointed"),
+             2: ("Not great", "Rather poor", "Below expectations"),
+             3: ("It is okay", "Average at best", "Mixed feelings"),
+             4: ("Pretty good", "Solid choice", "Happy with it"),
+             5: ("Excellent", "Absolutely love it", "Best purchase ever")}
+BODIES = {1: ("It broke after one day.", "I regret buying this.", "Completely useless."),
+          2: ("Several things went wrong.", "I expected much more.", "Poorly made."),
+          3: ("Some parts are fine, some are not.", "Nothing special.", "It does the job."),
+          4: ("Works well for me.", "Good value overall.", "I would buy it again."),
+          5: ("Perfect in every way.", "Highly recommended to everyone.", "Simply wonderful.")}
+NEUTRAL = ("A review", "I received it last week.")
 
 
 def ratings(seed: int = 0, n_books: int = 2400, per_product: int = 200) -> list[dict]:
@@ -73,7 +90,21 @@ def ratings(seed: int = 0, n_books: int = 2400, per_product: int = 200) -> list[
       star = int(np.clip(np.round(3.6 + bias[c] + quality[i] + rng.normal(0, 0.6)), 1, 5))
       rows.append({"group": group, "customer_id": c, "product_id": items[i],
                    "title": titles[i], "date": day.isoformat(), "rating": star})
+  _add_reviews(rows, np.random.default_rng([seed, 1]))
   return rows
+
+
+def _add_reviews(rows: list[dict], rng) -> None:
+  """Each rating's headline and body, from its own generator (the ratings
+  above stay those of earlier fixtures)."""
+  for r in rows:
+    star = r["rating"]
+    if rng.random() < 0.1:
+      r["headline"], r["body"] = NEUTRAL
+      continue
+    body = [BODIES[star][k] for k in rng.permutation(3)[:2]]
+    r["headline"] = HEADLINES[star][int(rng.integers(3))]
+    r["body"] = f"{' '.join(body)} The {r['title']} arrived on time."
 
 
 def _tsv_text(rows: list[dict], group: str, malformed: bool) -> str:
@@ -81,8 +112,8 @@ def _tsv_text(rows: list[dict], group: str, malformed: bool) -> str:
   for k, r in enumerate(rows):
     lines.append("\t".join([
         "US", r["customer_id"], f"R{k:08d}", r["product_id"], str(100000 + k % 997),
-        r["title"], group, str(r["rating"]), "0", "0", "N", "Y", "A headline",
-        "A review body", r["date"]]))
+        r["title"], group, str(r["rating"]), "0", "0", "N", "Y", r["headline"],
+        r["body"], r["date"]]))
     if malformed and k == 10:  # a row cut short, as a few rows of the real files are
       lines.append("\t".join(["US", "12345678", "RBROKEN", "0000000000", "1", "Broken"]))
   return "\n".join(lines) + "\n"
@@ -125,8 +156,8 @@ def write_json(out: Path, rows: list[dict]) -> list[Path]:
           "overall": float(r["rating"]), "verified": True,
           "reviewTime": f"{day.month:02d} {day.day}, {day.year}",
           "reviewerID": r["customer_id"], "asin": r["product_id"],
-          "reviewerName": "A Customer", "reviewText": "A review body",
-          "summary": "A headline", "unixReviewTime": unix}))
+          "reviewerName": "A Customer", "reviewText": r["body"],
+          "summary": r["headline"], "unixReviewTime": unix}))
       meta[r["product_id"]] = r["title"]
     meta_lines = [json.dumps({"category": [name], "description": [], "title": t,
                               "brand": "", "asin": a}) for a, t in sorted(meta.items())]

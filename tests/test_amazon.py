@@ -212,14 +212,14 @@ def test_table1_products_column_is_unweighted_mean_of_table11(method):
          "scores": {"test_id": 1.0, "ood/time": 1.5,
                     **{f"ood/product/{p}": v for p, v in zip(A.PRODUCTS, per_product)}},
          "n_examples": {"test_id": 5, "ood/time": 7,
-                        **{f"ood/product/{p}": 10 + i for i, p in enumerate(A.PRODUCTS)}}}
+                        **{f"ood/product/{p}": 40 + i for i, p in enumerate(A.PRODUCTS)}}}
   frame = tables.dataset_frame([rec])
-  assert list(frame["split"]) == ["test_id", "ood/time", "ood/products",
-                                  *[f"ood/product/{p}" for p in A.PRODUCTS]]
+  assert list(frame["split"]) == ["test_id", "ood/time", "ood/products", "ood/products:weighted",
+                                  "ood/products:worst", *[f"ood/product/{p}" for p in A.PRODUCTS]]
   got = frame[frame["split"] == "ood/products"]["mean"].item()
   assert abs(got - table1) <= 0.0006, (got, table1)
   assert paper_tables.split_values(rec, "ood/products") == pytest.approx(got)
-  assert frame[frame["split"] == "ood/products"]["n_examples"].item() == sum(range(10, 17))
+  assert frame[frame["split"] == "ood/products"]["n_examples"].item() == sum(range(40, 47))
   assert paper_tables.headline_value(rec) == 1.5   # figures use the time shift
 
 

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from benchmark import metrics
+from benchmark import metrics, multihost
 from benchmark.components import ComponentFailed, Context
 from benchmark.store import key_of
 
@@ -24,7 +24,7 @@ def method_key(ctx: Context, method, seed: int) -> tuple[str, dict]:
 def run_method(ctx: Context, method, seed: int) -> dict:
   key, ident = method_key(ctx, method, seed)
   path = ctx.store.method_path(ctx.info.name, method.name, key)
-  rec = ctx.store.read(path)
+  rec = multihost.agree(lambda: ctx.store.read(path))  # process 0 reads the store
   if rec is not None:
     ctx.methods_reused += 1
     ctx.progress(f"{method.name} seed {seed} (stored)")
@@ -44,7 +44,8 @@ def run_method(ctx: Context, method, seed: int) -> dict:
            "n_trainable": sum(c.record.get("n_trainable", 0) for c in comps.values()),
            "combine_s": time.perf_counter() - t0}
   except ComponentFailed as e:
-    print(f"warning: {method.name} seed {seed}: {e}", file=sys.stderr)
+    if multihost.is_main():
+        print(f"warning: {method.name} seed {seed}: {e}", file=sys.stderr)
     rec = {**ident, "key": key, "status": "failed", "reason": str(e),
            "metric": ctx.info.metric,
            "n_examples": {k: int(len(v)) for k, v in labels.items()}}
@@ -73,6 +74,10 @@ def run(ctx: Context, methods: Sequence, seeds: Sequence[int],
 def collect(ctx: Context, methods: Sequence, seeds: Sequence[int]) -> list[dict] | None:
   """Every (method, seed) record of the sweep from the store, without
   training; None while some are missing (other shards still running)."""
+  return multihost.agree(lambda: _collect(ctx, methods, seeds))
+
+
+def _collect(ctx: Context, methods: Sequence, seeds: Sequence[int]) -> list[dict] | None:
   records = []
   for method, seed in jobs(methods, seeds):
     key, _ = method_key(ctx, method, seed)

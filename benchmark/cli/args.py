@@ -38,6 +38,7 @@ class Options:
   workdir: str = "results"
   data_dir: str | None = None
   extra_rows: bool = True
+  distributed_timeout_s: str = "30"
 
   @classmethod
   def from_flags(cls, flag_values, argv: list[str]) -> "Options":
@@ -151,6 +152,17 @@ def parse_shard(text: str) -> tuple[int, int]:
     raise UserError(f"malformed --shard {text!r}: give i/N with 0 <= i < N, e.g. "
                     f"--shard 0/2 and --shard 1/2 for two processes")
   return int(m.group(1)), int(m.group(2))
+
+
+def parse_timeout(text: str) -> float:
+  try:
+    value = float(text)
+  except (TypeError, ValueError):
+    value = -1.0
+  if not value > 0 or value != value or value == float("inf"):
+    raise UserError(f"malformed --distributed_timeout_s {text!r}: give seconds > 0, e.g. "
+                    f"--distributed_timeout_s 30")
+  return value
 
 
 def data_dir_for(text: str | None, dataset: str) -> str | None:

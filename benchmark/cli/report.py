@@ -20,6 +20,9 @@ TABLE3_CAPTION = (
 
 
 def log(msg: str) -> None:
+  from benchmark import multihost
+  if not multihost.is_main():  # one process of a run speaks for all
+    return
   print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 

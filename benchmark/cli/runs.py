@@ -82,7 +82,7 @@ def run_dataset(opts: Options) -> int:
   shard = args.parse_shard(opts.shard)
   config, backbone = prepare(opts, name)
 
-  mesh.maybe_initialize_distributed()
+  mesh.maybe_initialize_distributed(args.parse_timeout(opts.distributed_timeout_s))
   mesh.enable_compilation_cache()
   store = RunStore(opts.workdir)
   ctx = load_context(opts, name, config, backbone, store)
@@ -165,7 +165,7 @@ def run_table(opts: Options) -> int:
       continue
     name = DATASETS.get(ds).name
     plans.append((name, *prepare(opts, name)))
-  mesh.maybe_initialize_distributed()
+  mesh.maybe_initialize_distributed(args.parse_timeout(opts.distributed_timeout_s))
   mesh.enable_compilation_cache()
   store = RunStore(opts.workdir)
   contexts, runs, method_notes, said = {}, {}, {}, {}

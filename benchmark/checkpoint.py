@@ -45,10 +45,12 @@ class TrainCheckpoint:
   def _mngr(self):
     if self._manager is None:
       import orbax.checkpoint as ocp  # only trainings that checkpoint pay the import
+      # Created here: orbax will not create it for a subset of processes.
+      self.directory.mkdir(parents=True, exist_ok=True)
       self._manager = ocp.CheckpointManager(
           self.directory.absolute(),
           options=ocp.CheckpointManagerOptions(
-              max_to_keep=1, enable_async_checkpointing=False, create=True,
+              max_to_keep=1, enable_async_checkpointing=False, create=False,
               cleanup_tmp_directories=True,
               multiprocessing_options=ocp.options.MultiprocessingOptions(
                   primary_host=0, active_processes={0})))

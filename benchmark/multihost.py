@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -102,9 +103,19 @@ def initialize(timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
                       f"{kw['num_processes'] - 1} (JAX_NUM_PROCESSES {kw['num_processes']})")
   # jax's own heartbeat notices a dead peer later than the watchdog (which
   # says so in one line): its fatal log is then never reached.
-  jax.distributed.initialize(**kw, initialization_timeout=int(max(60, 4 * timeout_s)),
-                             heartbeat_timeout_seconds=int(3 * timeout_s + 30))
   from jax._src import distributed
+  # The client's handler of a fatal error from the coordination service (a
+  # peer or the coordinator gone): one line instead of jax's fatal log.
+  make_client = distributed._jax.get_distributed_runtime_client
+  def client_with_handler(*a, **k):
+    k.setdefault("missed_heartbeat_callback", _on_service_error)
+    return make_client(*a, **k)
+  distributed._jax.get_distributed_runtime_client = client_with_handler
+  try:
+    jax.distributed.initialize(**kw, initialization_timeout=int(max(60, 4 * timeout_s)),
+                               heartbeat_timeout_seconds=int(3 * timeout_s + 30))
+  finally:
+    distributed._jax.get_distributed_runtime_client = make_client
   _state.update(on=True, client=distributed.global_state.client, timeout_s=float(timeout_s),
                 index=jax.process_index(), count=jax.process_count())
   if _state["index"] != 0:
@@ -202,12 +213,28 @@ def _exit_lost(message: str) -> None:
   try:
     from benchmark import locks
     locks.release_all_held()  # our claims: the rerun needs none broken
+    _state["client"].key_value_set(_key(f"done/{_state['index']}"), "lost",
+                                   allow_overwrite=True)
   except Exception:
     pass
   sys.stderr.write(f"error: {message}; stopping process {_state['index']} too. Rerun the "
                    f"same command on every process to resume from the store\n")
   sys.stderr.flush()
   os._exit(EXIT_PEER_LOST)
+
+
+def _on_service_error(*status) -> None:
+  """jax's coordination service reports a fatal error (called from its thread)."""
+  text = " ".join(str(s) for s in status)
+  n = _state["count"]
+  if _state["index"] != 0 and ("coordination service" in text or "UNAVAILABLE" in text):
+    _exit_lost(f"process 0 of {n} (the coordinator, "
+               f"{os.environ.get('JAX_COORDINATOR_ADDRESS', 'auto-detected')}) is gone "
+               f"(killed, crashed or unreachable)")
+  task = re.search(r"task[:_ /]*(\d+)", text)
+  who = f"process {task.group(1)} of {n}" if task else "another process"
+  _exit_lost(f"{who} is gone, says the JAX distributed service "
+             f"({text.strip().splitlines()[0][:160] if text.strip() else 'no details'})")
 
 
 def _start_watchdog() -> None:
@@ -276,8 +303,17 @@ def finish(status: int) -> None:
   for its heartbeat nor go on without it after an error."""
   _mark_done(status)
   if status != 0 and _state["on"]:
-    # Peers are told through the store above; skip jax's shutdown barrier,
-    # which they would not join.
+    # Peers are told through the store above; wait (a bounded while) for
+    # them to have read it, since the coordinator lives in process 0, then
+    # skip jax's shutdown barrier, which they would not join.
+    deadline = time.monotonic() + 3 * max(0.2, min(2.0, _state["timeout_s"] / 10)) + 1
+    others = [i for i in range(_state["count"]) if i != _state["index"]]
+    while others and time.monotonic() < deadline:
+      try:
+        others = [i for i in others if _try_get(_state["client"], f"done/{i}") is None]
+      except Exception:
+        break
+      time.sleep(0.1)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

@@ -51,6 +51,19 @@ FLAG_SPECS = (
      "estimated time; train nothing"),
     ("shard", "0/1", "i/N", "run every N-th (method, seed) from the i-th, so that N "
      "processes share one --workdir"),
+    ("launcher", "", "local|slurm", "submit the (method, seed) runs as a job array "
+     "(submitit), each job a --shard i/N of this command; waits, then writes the table"),
+    ("launcher.jobs", "0", "N", "--launcher: how many jobs (shards); 0: one per (method, "
+     "seed) run"),
+    ("launcher.partition", "", "NAME", "--launcher slurm: the partition"),
+    ("launcher.time", "60", "MIN", "--launcher: each job's time limit, minutes"),
+    ("launcher.gpus_per_job", "0", "G", "--launcher: GPUs per job (its local devices)"),
+    ("launcher.cpus", "2", "C", "--launcher: CPUs per job"),
+    ("launcher.mem_gb", "0", "GB", "--launcher: memory per job; 0: the partition's default"),
+    ("launcher.folder", "", "DIR", "--launcher: submitit's logs and pickles; default "
+     "WORKDIR/launcher"),
+    ("nowait", False, None, "--launcher: print the job ids and return; rerun the command "
+     "(without --nowait) to collect"),
     ("distributed_timeout_s", "30", "S", "several processes of one run: when one dies, "
      "the others stop within S seconds"),
     ("list", False, None, "print every method, dataset, backbone and preset"),

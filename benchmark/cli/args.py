@@ -39,12 +39,16 @@ class Options:
   data_dir: str | None = None
   extra_rows: bool = True
   distributed_timeout_s: str = "30"
+  launcher: Any = None              # launch.LauncherOptions, or None: run here
+  argv: tuple[str, ...] = ()        # the command line's flags (what launched jobs rerun)
 
   @classmethod
   def from_flags(cls, flag_values, argv: list[str]) -> "Options":
-    names = [f.name for f in dataclasses.fields(cls) if f.name != "override_keys"]
-    return cls(override_keys=tuple(override_keys(argv)),
-               **{n: getattr(flag_values, n) for n in names})
+    from benchmark.cli import launch
+    names = [f.name for f in dataclasses.fields(cls)
+             if f.name not in ("override_keys", "launcher", "argv")]
+    return cls(override_keys=tuple(override_keys(argv)), launcher=launch.parse(flag_values),
+               argv=tuple(argv[1:]), **{n: getattr(flag_values, n) for n in names})
 
 
 def check_config_overrides(argv: list[str], base) -> None:

@@ -47,12 +47,16 @@ FLAG_SPECS = (
      "--dataset; writes figures/"),
     ("extra_rows", True, None, "--table N: also the rows the harness adds (soups, "
      "Ratatouille); --noextra_rows drops them"),
+    ("reference", "ft", "METHOD", "the row the others are compared with (paired "
+     "bootstrap differences in the CSV)"),
+    ("report", False, None, "rebuild the tables and report.html from the store; train "
+     "nothing (an error names what is missing)"),
     ("dry_run", False, None, "list the trainings the command would run and their "
      "estimated time; train nothing"),
     ("shard", "0/1", "i/N", "run every N-th (method, seed) from the i-th, so that N "
      "processes share one --workdir"),
-    ("launcher", "", "local|slurm", "submit the (method, seed) runs as a job array "
-     "(submitit), each job a --shard i/N of this command; waits, then writes the table"),
+    ("launcher", "", "local|slurm", "the (method, seed) runs as a job array of --shard i/N "
+     "jobs"),
     ("launcher.jobs", "0", "N", "--launcher: how many jobs (shards); 0: one per (method, "
      "seed) run"),
     ("launcher.partition", "", "NAME", "--launcher slurm: the partition"),
@@ -62,10 +66,8 @@ FLAG_SPECS = (
     ("launcher.mem_gb", "0", "GB", "--launcher: memory per job; 0: the partition's default"),
     ("launcher.folder", "", "DIR", "--launcher: submitit's logs and pickles; default "
      "WORKDIR/launcher"),
-    ("nowait", False, None, "--launcher: print the job ids and return; rerun the command "
-     "(without --nowait) to collect"),
-    ("distributed_timeout_s", "30", "S", "several processes of one run: when one dies, "
-     "the others stop within S seconds"),
+    ("nowait", False, None, "--launcher: print the job ids and return (rerun to collect)"),
+    ("distributed_timeout_s", "30", "S", "a dead process stops the others in S s"),
     ("list", False, None, "print every method, dataset, backbone and preset"),
     ("list_config", False, None, "with --dataset: the config keys that apply, their "
      "values under --preset, and meanings"),

@@ -75,6 +75,13 @@ def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
   # App. D.3: learning-rate grids, chosen per component kind on ID validation
   # at the first seed (benchmark/sweep.py); "" = no grid, use lr.* as given.
   c.protocol = ml_collections.ConfigDict(dict(lr_grid="", lr_grid_lp=""))
+  # Tables and reports (benchmark/results.py): bootstrap replicates and
+  # confidence of the intervals; OOD groups with fewer examples than
+  # min_group_size are shown but left out of the aggregates (0: none left
+  # out); decimals shown per metric. None of these changes a run.
+  c.report = ml_collections.ConfigDict(dict(
+      bootstrap=1000, confidence=0.95, bootstrap_seed=0, min_group_size=30,
+      decimals_rmse=3, decimals_acc=1))
   c.backbones = ml_collections.ConfigDict(
       {k: dict(v) for k, v in (backbone_defaults or {}).items()})
   c.data = ml_collections.ConfigDict(

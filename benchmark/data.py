@@ -159,6 +159,23 @@ class ShiftSplits:
       if len(s) == 0:
         raise DataError(f"dataset {self.info.name}: OOD group {g!r} is empty")
 
+  def unseen_classes(self) -> dict[str, str]:
+    """Eval splits holding a class that never occurs in ID training (no model
+    can learn it): split -> a note saying which and how many examples.
+    Empty for regression."""
+    if self.info.task != CLASSIFICATION:
+      return {}
+    seen = set(np.unique(np.asarray(self.train.label)).tolist())
+    out = {}
+    for k, s in self.eval_splits().items():
+      labels = np.asarray(s.label)
+      lost = sorted(set(np.unique(labels).tolist()) - seen)
+      if lost:
+        shown = ", ".join(map(str, lost[:5])) + (" ..." if len(lost) > 5 else "")
+        out[k] = (f"{len(lost)} class(es) ({shown}; {int(np.isin(labels, lost).sum())} "
+                  f"example(s)) never occur in ID training")
+    return out
+
   def eval_splits(self) -> dict[str, Split]:
     """Every split a trained component is evaluated on, by table name."""
     out = {"val": self.val, "test_id": self.test_id}

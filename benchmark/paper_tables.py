@@ -18,10 +18,13 @@ import numpy as np
 import pandas as pd
 
 from benchmark.store import atomic_write_text
-from benchmark.tables import LOWER_IS_BETTER, headline_ood, latex_escape, ood_aggregates
+from benchmark import results
+from benchmark.tables import (LOWER_IS_BETTER, cell_text, decimals_of, footnotes,
+                              headline_ood, latex_escape, ood_aggregates)
 
 CSV_COLUMNS = ["table", "row", "method", "group", "column", "dataset", "split", "metric",
-               "mean", "std", "n_seeds", "n_examples", "note"]
+               "mean", "std", "ci_low", "ci_high", "n_seeds", "n_examples", "reference",
+               "diff_ref", "diff_ref_low", "diff_ref_high", "ref_significant", "bold", "note"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,43 +186,64 @@ def _n_examples(rec: Mapping, split: str) -> int:
 
 def frame(table: PaperTable, records: Sequence[Mapping],
           notes: Mapping[str, str],
-          method_notes: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
-  """Long frame, one row per (row, column) cell, in the paper's order.
-  ``notes`` gives, per dataset without records, why (no data, ...);
-  ``method_notes`` per (dataset, method) a row cannot run on (e.g. no
-  auxiliary tasks for Model Ratatouille)."""
+          method_notes: Mapping[tuple[str, str], str] | None = None,
+          comparison: pd.DataFrame | None = None,
+          exclude_of: Mapping[str, Sequence[str]] | None = None,
+          min_group_size: int = results.MIN_GROUP_SIZE) -> pd.DataFrame:
+  """Long frame, one row per (row, column) cell, in the paper's order, from
+  the tidy frame of ``records`` (``results.tidy``; ``exclude_of``: per
+  dataset, OOD groups left out of its aggregates). ``notes`` gives, per
+  dataset without records, why (no data, ...); ``method_notes`` per
+  (dataset, method) a row cannot run on (e.g. no auxiliary tasks for Model
+  Ratatouille); ``comparison`` (``results.compare``) the intervals, paired
+  differences and ``bold``."""
   method_notes = method_notes or {}
+  exclude_of = exclude_of or {}
   by = {}
   for r in records:
     by.setdefault((r["dataset"], r["method"]), []).append(r)
+  long = pd.concat([results.tidy(recs, exclude_of.get(ds, ()), min_group_size)
+                    for (ds, _), recs in by.items()] or [pd.DataFrame(
+                        columns=results.TIDY_COLUMNS)], ignore_index=True)
+  values = {k: g.sort_values("seed")["value"].tolist()
+            for k, g in long[long["status"] == "ok"].groupby(["dataset", "method", "split"])}
+  cmp = ({} if comparison is None else
+         {(r["dataset"], r["method"], r["split"]): r for r in comparison.to_dict("records")})
   rows = []
   for method, label in table.all_rows:
     for col in table.cols:
-      recs = sorted(by.get((col.dataset, method), []), key=lambda r: r["seed"])
+      recs = by.get((col.dataset, method), [])
       ok = [r for r in recs if r.get("status") == "ok"]
-      vals = [v for v in (split_values(r, col.split) for r in ok) if v is not None]
+      vals = values.get((col.dataset, method, col.split), [])
       note = notes.get(col.dataset, "") or method_notes.get((col.dataset, method), "")
       if recs and not ok:
         note = "failed: " + str(recs[0].get("reason", ""))
       elif recs and not vals:
         note = f"no {col.split} split"
       metric = recs[0]["metric"] if recs else ""
+      n = long[(long["dataset"] == col.dataset) & (long["method"] == method)
+               & (long["split"] == col.split)]["n_examples"]
+      c = cmp.get((col.dataset, method, col.split), {})
       rows.append([table.number, label, method, col.group, col.header, col.dataset,
                    col.split, metric,
                    float(np.mean(vals)) if vals else np.nan,
                    float(np.std(vals, ddof=1)) if len(vals) > 1 else np.nan,
-                   len(vals), _n_examples(recs[0], col.split) if recs else 0, note])
+                   c.get("ci_low", np.nan), c.get("ci_high", np.nan),
+                   len(vals), int(n.iloc[0]) if len(n) else 0, c.get("reference"),
+                   c.get("diff_ref", np.nan), c.get("diff_ref_low", np.nan),
+                   c.get("diff_ref_high", np.nan), bool(c.get("ref_significant", False)),
+                   bool(c.get("bold", False)), note])
   return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 
-def _cell(mean: float, std: float, note: str) -> str:
-  if np.isnan(mean):
-    return "failed" if note.startswith("failed") else "n/a"
-  return f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+def _cell(r, decimals=None) -> str:
+  if np.isnan(r.mean):
+    return "failed" if r.note.startswith("failed") else "n/a"
+  return cell_text(r.mean, r.std, r.ci_low, r.ci_high, decimals_of(r.metric, decimals))
 
 
-def to_text(table: PaperTable, f: pd.DataFrame) -> str:
-  w = _wide(table, f, lambda m, s, n: _cell(m, s, n))
+def to_text(table: PaperTable, f: pd.DataFrame, decimals=None) -> str:
+  w = _wide(table, f, lambda r: _cell(r, decimals))
   return w.to_string()
 
 
@@ -228,16 +252,21 @@ def _wide(table: PaperTable, f: pd.DataFrame, cell) -> pd.DataFrame:
   cols = pd.MultiIndex.from_tuples([(c.group, c.header) for c in table.cols])
   out = pd.DataFrame("", index=labels, columns=cols)
   for r in f.itertuples(index=False):
-    out.loc[r.row, (r.group, r.column)] = cell(r.mean, r.std, r.note)
+    out.loc[r.row, (r.group, r.column)] = cell(r)
   return out
 
 
 def _ranks(table: PaperTable, f: pd.DataFrame) -> dict[tuple[str, str, str], str]:
-  """(row, group, column) -> "best" | "second", per column."""
+  """(row, group, column) -> "best" | "second", per column: "best" for every
+  row ``bold`` marks (the best and those not significantly worse) where the
+  column has intervals; else the best, and the second."""
   out = {}
   for c in table.cols:
     col = f[(f["group"] == c.group) & (f["column"] == c.header)].dropna(subset=["mean"])
     if col.empty:
+      continue
+    if col["ci_low"].notna().any():
+      out.update({(r, c.group, c.header): "best" for r in col.loc[col["bold"], "row"]})
       continue
     lower = col["metric"].iloc[0] in LOWER_IS_BETTER
     ranked = col.sort_values("mean", ascending=lower, kind="stable")["row"].tolist()
@@ -247,7 +276,7 @@ def _ranks(table: PaperTable, f: pd.DataFrame) -> dict[tuple[str, str, str], str
   return out
 
 
-def to_latex(table: PaperTable, f: pd.DataFrame, caption: str) -> str:
+def to_latex(table: PaperTable, f: pd.DataFrame, caption: str, decimals=None) -> str:
   ranks = _ranks(table, f)
   groups = list(dict.fromkeys(c.group for c in table.cols))
   span = {g: sum(c.group == g for c in table.cols) for g in groups}
@@ -275,7 +304,7 @@ def to_latex(table: PaperTable, f: pd.DataFrame, caption: str) -> str:
       if np.isnan(r.mean):
         out.append("failed" if r.note.startswith("failed") else "n/a")
         continue
-      text = f"{r.mean:.3f}" + ("" if np.isnan(r.std) else f"$\\pm${r.std:.3f}")
+      text = latex_escape(_cell(r, decimals)).replace("±", r"$\pm$")
       rank = ranks.get((label, c.group, c.header))
       out.append(f"\\textbf{{{text}}}" if rank == "best" else
                  f"\\underline{{{text}}}" if rank == "second" else text)
@@ -285,13 +314,18 @@ def to_latex(table: PaperTable, f: pd.DataFrame, caption: str) -> str:
   if table.extra_rows:
     lines.append(r"\par\smallskip{\footnotesize $^\dagger$ not in the paper: rows "
                  r"added by the harness (weight averaging, methods beyond the paper).}")
+  notes = footnotes(f)
+  if notes:  # why cells say n/a or failed (the CSV's ``note`` has them per cell)
+    lines.append(r"\par\smallskip{\footnotesize Notes: "
+                 + "; ".join(latex_escape(n) for n in notes) + ".}")
   lines += [r"\end{table}", ""]
   return "\n".join(lines)
 
 
-def write(table: PaperTable, f: pd.DataFrame, outdir: Path, caption: str) -> tuple[Path, Path]:
+def write(table: PaperTable, f: pd.DataFrame, outdir: Path, caption: str,
+          decimals=None) -> tuple[Path, Path]:
   csv_path = outdir / f"table{table.number}.csv"
   tex_path = outdir / f"table{table.number}.tex"
   atomic_write_text(csv_path, f.to_csv(index=False, float_format="%.6f", lineterminator="\n"))
-  atomic_write_text(tex_path, to_latex(table, f, caption))
+  atomic_write_text(tex_path, to_latex(table, f, caption, decimals))
   return csv_path, tex_path

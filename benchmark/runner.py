@@ -5,7 +5,9 @@ builds its network (``Networks``), loads what it starts from (the pre-trained
 large model, and whatever its kind's ``init`` loads), trains it with
 ``benchmark.trainer`` and writes the record, its weights and predictions
 atomically. Processes sharing a store (``--shard``) train each component once:
-a claim file beside the record says who trains it.
+a claim file beside the record says who trains it. Each training writes its
+per-epoch scalars as TensorBoard event files under
+``WORKDIR/tensorboard/<kind>/<key>/`` (``benchmark.tensorboard_events``).
 
 With several processes of one run (``benchmark.multihost``) every process
 trains every component in lock-step; process 0 alone reads the store, claims
@@ -24,7 +26,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from benchmark import locks, metrics, multihost
+from benchmark import locks, metrics, multihost, tensorboard_events
 from benchmark import trainer as T
 from benchmark.data import ShiftSplits
 from benchmark.kinds import FROZEN, KINDS
@@ -233,6 +235,9 @@ class ComponentRunner:
     c = self.config
     model, rules, extra = self.build(spec)
     data, task = self.training_data(spec)
+    metric = data.metric if data is not self.splits else self.info.metric
+    log = tensorboard_events.epoch_logger(
+        tensorboard_events.folder(self.store.root, spec.kind, spec.key), metric)
     job = T.TrainJob(
         model=model, rules=rules, task=task, optimizer=spec.config.get("optimizer", c.optimizer),
         lr=spec.config["lr"], epochs=spec.config["epochs"],
@@ -243,7 +248,7 @@ class ComponentRunner:
             getattr(data, extra.get("train_split", "train")).label)),
         oov_rate=float(spec.config.get("oov_rate", 0.0)),
         desc=f"{spec.kind} seed {spec.seed}",
-        checkpoint=self.train_checkpoint(spec), **extra)
+        checkpoint=self.train_checkpoint(spec), on_epoch=log, **extra)
     done = None if job.checkpoint is None else job.checkpoint.saved_epoch()
     if done:
       self.progress(f"resuming {spec.kind} seed {spec.seed} from epoch {done} of "
@@ -264,6 +269,9 @@ class ComponentRunner:
       self._drop_checkpoint(job)
       self.trained.append(spec.key)
       return rec
+    finally:
+      if log is not None:
+        log.close()
     labels = {k: np.asarray(s.label) for k, s in data.eval_splits().items()}
     classes = self.info.eval_classes if data is self.splits else (lambda k: None)
     scores = {k: metrics.score(task, p, labels[k], classes(k)) for k, p in r.preds.items()}
@@ -272,9 +280,9 @@ class ComponentRunner:
     self.store.write_arrays(path.with_name(spec.key + ".npz"), arrays)
     if r.preds:
       self.store.write_arrays(path.with_name(spec.key + ".preds.npz"), r.preds)
-    rec = {**base, "status": "ok", "metric": data.metric if data is not self.splits
-           else self.info.metric, "scores": scores,
-           "best_epoch": r.best_epoch, "val_curve": r.val_curve, "loss_curve": r.loss_curve,
+    rec = {**base, "status": "ok", "metric": metric, "scores": scores,
+           "best_epoch": r.best_epoch, "val_curve": r.val_curve, "val_epochs": r.val_epochs,
+           "loss_curve": r.loss_curve,
            "n_trainable": r.n_trainable, "n_params": r.n_params, "steps": r.steps,
            "timings": {**r.timings, "total_s": time.perf_counter() - t0},
            "devices": jax.device_count()}
@@ -283,6 +291,12 @@ class ComponentRunner:
     self.trained.append(spec.key)
     self._fresh[spec.key] = (arrays, dict(r.preds))
     return rec
+
+  def records(self) -> list[dict]:
+    """The records of the components this runner returned (trained or read
+    from the store), in the order first asked for: e.g. the learning curves
+    of an invocation's report (``benchmark.html_report``)."""
+    return [r.record for r in self._results.values()]
 
   def train_checkpoint(self, spec: ComponentSpec):
     """Where a training of ``spec`` saves and resumes mid-way (orbax), or None

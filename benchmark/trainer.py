@@ -75,6 +75,13 @@ class TrainJob:
   # parameters by flat name, now and at the start of training (a regulariser,
   # e.g. L2 towards the pre-trained weights); hashable.
   loss_term: Callable | None = None
+  # Called on the host after each epoch trained in this process (not those a
+  # resume skips) as ``on_epoch(epoch, scalars)``, epoch counted from 0;
+  # ``scalars``: ``loss`` (mean training loss), ``lr``, ``examples_per_s``
+  # (training only, the first epoch's compilation included) and, on epochs
+  # with a validation, ``val`` (the ID-validation metric). E.g. a TensorBoard
+  # log (``benchmark.tensorboard_events``); it must not raise.
+  on_epoch: Callable[[int, Mapping[str, float]], None] | None = None
 
 
 @dataclasses.dataclass
@@ -86,6 +93,7 @@ class TrainResult:
   best_val: float
   val_curve: list[float]
   loss_curve: list[float]
+  val_epochs: list[int]    # the epoch (from 0) of each ``val_curve`` entry
   n_trainable: int
   n_params: int
   steps: int
@@ -281,6 +289,7 @@ def train(job: TrainJob, splits: ShiftSplits,
       continue
     # Its own stream per epoch: a resumed run replaces the same ids.
     oov_rng = np.random.default_rng([job.seed, epoch, 0x00F]) if job.oov_rate > 0 else None
+    t_epoch0 = time.perf_counter()
     epoch_losses = []
     pending = None  # the dispatched chunk whose losses are not read yet
 
@@ -316,10 +325,11 @@ def train(job: TrainJob, splits: ShiftSplits,
       pending = (losses, len(idx))
     if pending is not None:
       check(pending)
+    t_epoch = time.perf_counter() - t_epoch0
     loss_curve.append(float(np.mean(np.concatenate(epoch_losses))))
     if epoch == 0:
       t_first_epoch = time.perf_counter() - t_train0
-    if job.select_on_val and ((epoch + 1) % job.eval_every == 0 or epoch + 1 == job.epochs):
+    if validates(job, epoch):
       v = metrics.score(job.task, predict_split("val", trainable, rest),
                         np.asarray(splits.val.label))
       val_curve.append(v)
@@ -329,6 +339,12 @@ def train(job: TrainJob, splits: ShiftSplits,
     else:
       bar.set_postfix(loss=f"{loss_curve[-1]:.4f}")
     bar.update(1)
+    if job.on_epoch is not None:
+      scalars = {"loss": loss_curve[-1], "lr": float(job.lr),
+                 "examples_per_s": steps_per_epoch * bs / max(t_epoch, 1e-9)}
+      if validates(job, epoch):
+        scalars["val"] = val_curve[-1]
+      job.on_epoch(epoch, scalars)
     if ckpt is not None and epoch + 1 < job.epochs and ckpt.due():
       ckpt.save(epoch + 1, (trainable, opt_state, rest, best[2], best[3]), {
           "epochs_done": epoch + 1, "step": step, "best_val": float(best[0]),
@@ -352,12 +368,25 @@ def train(job: TrainJob, splits: ShiftSplits,
   return TrainResult(
       trainable=P.flat_state(trainable), state=P.flat_state(rest), preds=preds,
       best_epoch=int(best_epoch), best_val=float(best[0]), val_curve=val_curve,
-      loss_curve=loss_curve, n_trainable=n_trainable, n_params=n_params, steps=step,
+      loss_curve=loss_curve, val_epochs=val_epochs(job, job.epochs), n_trainable=n_trainable,
+      n_params=n_params, steps=step,
       timings={"cache_s": t_cache, "train_s": t_train, "first_epoch_s": t_first_epoch,
                "train_s_per_example": ((t_train - t_first_epoch) / later
                                        if job.epochs > 1 else math.nan),
                "eval_s": t_eval, "resumed_from_epoch": start_epoch,
                "eval_s_per_example": t_eval / n_eval if n_eval else math.nan})
+
+
+def validates(job: TrainJob, epoch: int) -> bool:
+  """Does ``job`` validate after ``epoch`` (from 0)? Every ``eval_every``-th
+  epoch and the last, when it selects on validation."""
+  return job.select_on_val and ((epoch + 1) % job.eval_every == 0 or epoch + 1 == job.epochs)
+
+
+def val_epochs(job: TrainJob, epochs_done: int) -> list[int]:
+  """The epochs (from 0) among the first ``epochs_done`` after which ``job``
+  validates: where each ``val_curve`` entry was measured."""
+  return [e for e in range(epochs_done) if validates(job, e)]
 
 
 @functools.lru_cache(maxsize=16)

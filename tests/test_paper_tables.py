@@ -32,7 +32,8 @@ def test_table1_movielens_ood_is_unweighted_mean_of_tables_9_10(method):
   rec = {"dataset": "movielens_genre", "method": method, "seed": 0, "status": "ok",
          "metric": "rmse",
          "scores": {"test_id": 1.0, **{f"ood/{g}": v for g, v in zip(GENRES, per_genre)}},
-         "n_examples": {"test_id": 1, **{f"ood/{g}": 1 for g in GENRES}}}
+         # groups of unequal sizes (of at least 30: smaller ones leave the mean)
+         "n_examples": {"test_id": 100, **{f"ood/{g}": 30 + 17 * i for i, g in enumerate(GENRES)}}}
   frame = tables.dataset_frame([rec])
   ood = frame[frame["split"] == "ood"]["mean"].item()
   if method in PAPER_INCONSISTENT:
@@ -44,3 +45,7 @@ def test_table1_movielens_ood_is_unweighted_mean_of_tables_9_10(method):
   assert abs(ood - table1) <= 0.0006, (ood, table1)
   # ... and an example-weighted mean would generally not: the groups differ in size.
   assert np.isclose(ood, np.mean(per_genre))
+  sizes = np.array([30 + 17 * i for i in range(len(GENRES))])
+  weighted = frame[frame["split"] == "ood:weighted"]["mean"].item()
+  assert np.isclose(weighted, np.sqrt(np.sum(sizes * np.square(per_genre)) / sizes.sum()))
+  assert abs(weighted - ood) > 1e-5

@@ -59,8 +59,9 @@ def test_golden_csv_and_latex(frame, tmp_path):
 
 def test_frame_values(frame):
   assert list(frame.columns) == tables.COLUMNS
-  assert list(frame["method"]) == ["ft"] * 4 + ["levi"] * 4
-  assert list(frame["split"]) == ["test_id", "ood", "ood/g1", "ood/g2"] * 2
+  assert list(frame["method"]) == ["ft"] * 6 + ["levi"] * 6
+  assert list(frame["split"]) == ["test_id", "ood", "ood:weighted", "ood:worst", "ood/g1",
+                                  "ood/g2"] * 2
   assert set(frame["metric"]) == {"rmse"} and set(frame["dataset"]) == {"toy"}
   assert set(frame["n_seeds"]) == {2}
   n = frame.set_index(["method", "split"])["n_examples"]
@@ -81,6 +82,12 @@ def test_frame_values(frame):
     weighted = np.mean([(30 * SCORES[m, s]["ood/g1"] + 40 * SCORES[m, s]["ood/g2"]) / 70
                         for s in (0, 1)])
     assert rows.loc["ood", "mean"] != pytest.approx(weighted)
+    # The example-weighted RMSE pools the groups' squared errors; worst is the max.
+    pooled = [np.sqrt((30 * SCORES[m, s]["ood/g1"] ** 2 + 40 * SCORES[m, s]["ood/g2"] ** 2)
+                      / 70) for s in (0, 1)]
+    assert rows.loc["ood:weighted", "mean"] == pytest.approx(np.mean(pooled))
+    worst = [max(SCORES[m, s]["ood/g1"], SCORES[m, s]["ood/g2"]) for s in (0, 1)]
+    assert rows.loc["ood:worst", "mean"] == pytest.approx(np.mean(worst))
 
   # By hand: ft ood = mean(1.5, 1.8) = 1.65, std = 0.3 / sqrt(2).
   ft = frame[frame["method"] == "ft"].set_index("split")

@@ -38,6 +38,8 @@ class Options:
   workdir: str = "results"
   data_dir: str | None = None
   extra_rows: bool = True
+  reference: str = "ft"
+  report: bool = False
   distributed_timeout_s: str = "30"
   launcher: Any = None              # launch.LauncherOptions, or None: run here
   argv: tuple[str, ...] = ()        # the command line's flags (what launched jobs rerun)

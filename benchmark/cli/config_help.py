@@ -77,6 +77,13 @@ MEANINGS = {
     "data.tabular.missing": "empty num_* cells: error | drop (the rows) | mean (of ID train)",
     "data.tabular.min_ood_rows": "OOD groups with fewer rows are left out of ood (still "
                                  "shown); 0 = keep all",
+    "report.bootstrap": "bootstrap replicates of the tables' intervals (0: none)",
+    "report.confidence": "confidence level of the intervals",
+    "report.bootstrap_seed": "random seed of the bootstrap draws",
+    "report.min_group_size": "OOD groups with fewer examples are left out of the OOD "
+                             "aggregates (still shown); 0 = keep all",
+    "report.decimals_rmse": "decimals of RMSE cells",
+    "report.decimals_acc": "decimals of accuracy cells",
     # backbones
     "backbones.*.checkpoint": "the pre-trained weights' file or folder; '' = the shipped ones",
     "backbones.*.compute_dtype": "float32 | bfloat16 (matmuls; float32 accumulation)",

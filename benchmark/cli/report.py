@@ -60,8 +60,8 @@ def usage(flag_specs, flag_values=None) -> str:
     dflt = ("" if default in (None, "", False, True, shown) else f" (default {default})")
     lines += textwrap.wrap(f"  {flag:<20} {text}{dflt}", 90, subsequent_indent=" " * 23)
     if name == "launcher" and options:
-      lines += textwrap.wrap(" " * 23 + ", ".join(f"--{n} {v}" for n, v in options), 90,
-                             subsequent_indent=" " * 23)
+      lines.append(" " * 23 + "--launcher.{" + ",".join(n.split(".", 1)[1] for n, _ in options)
+                   + "} (README)")
   lines += [f"  {'--config.KEY=VALUE':<20} any config value, e.g. --config.epochs=5 "
             f"--config.lr.ft=1e-4",
             "",
@@ -98,28 +98,73 @@ def better(ctx) -> str:
   return "lower" if ctx.info.metric == "rmse" else "higher"
 
 
-def dataset_caption(name: str, backbone: str, ctx, seeds) -> str:
-  """The LaTeX caption of a ``--method`` run's table."""
+def interval_text(ctx, seeds) -> str:
+  r = ctx.config.report
+  over = f"mean over seeds {','.join(map(str, seeds))}"
+  if int(r.bootstrap) == 0:
+    return over + " ± std"
+  return (f"{over} [{float(r.confidence):.0%} interval: bootstrap over test examples and "
+          f"seeds]")
+
+
+def dataset_caption(name: str, backbone: str, ctx, seeds, overrides: str = "",
+                    reference: str | None = None) -> str:
+  """The LaTeX caption of a ``--method`` run's table (escaped by pandas'
+  rules: ``tables.latex_escape``)."""
   from benchmark import tables
-  return (f"{tables.latex_escape(name)}: {splits_metric(ctx)} ({better(ctx)} "
-          f"is better), mean $\\pm$ std over seeds {','.join(map(str, seeds))}; "
-          f"backbone {tables.latex_escape(backbone)}, preset {ctx.config.preset}")
+  text = (f"{name}: {splits_metric(ctx)} ({better(ctx)} is better), "
+          f"{interval_text(ctx, seeds)}; bold: the best row and every "
+          f"row not significantly worse (paired bootstrap); backbone {backbone}, preset "
+          f"{ctx.config.preset}" + (f"; {overrides}" if overrides else ""))
+  return tables.latex_escape(text)
 
 
-def dataset_heading(name: str, backbone: str, ctx, seeds) -> str:
+def dataset_heading(name: str, backbone: str, ctx, seeds, overrides: str = "",
+                    reference: str | None = None) -> str:
   """The line printed above a ``--method`` run's table."""
-  return (f"\n{name} ({splits_metric(ctx)}, {better(ctx)} is better; mean ± std over "
-          f"{len(seeds)} seed(s); backbone {backbone}, preset {ctx.config.preset})")
+  return (f"\n{name} ({splits_metric(ctx)}, {better(ctx)} is better; "
+          f"{interval_text(ctx, seeds)}; backbone {backbone}, preset "
+          f"{ctx.config.preset}" + (f"; {overrides}" if overrides else "") + ")")
 
 
-def table_caption(n: int, table, contexts, seeds, notes) -> str:
-  """The caption of the paper's table ``n`` as run here: seeds, each
-  dataset's backbone, the preset, and why a dataset is missing."""
+def significance_lines(frame, labels=None) -> str:
+  """Below the printed table: per shown split, the rows significantly
+  different from the reference (paired bootstrap) and the rows tied with
+  the best."""
+  from benchmark import tables
+  labels = labels or {}
+  out = []
+  for split in tables.shown_splits(frame):
+    rows = frame[frame["split"] == split]
+    if rows["ci_low"].isna().all():
+      continue
+    ref = rows["reference"].dropna()
+    tied = [labels.get(m, m) for m in rows.loc[rows["bold"].astype(bool), "method"]]
+    line = f"{tables.split_header(split)}: best or tied with it: {', '.join(tied)}"
+    if len(ref):
+      sig = rows[rows["ref_significant"].astype(bool) & (rows["method"] != ref.iloc[0])]
+      diffs = [f"{labels.get(r.method, r.method)} {r.diff_ref:+.3f} [{r.diff_ref_low:+.3f}, "
+               f"{r.diff_ref_high:+.3f}]" for r in sig.itertuples(index=False)]
+      line += (f"; vs {labels.get(ref.iloc[0], ref.iloc[0])}: "
+               + ("; ".join(diffs) if diffs else "no significant difference"))
+    out.append(line)
+  return "\n".join(out)
+
+
+def upper_first(text: str) -> str:
+  return text[:1].upper() + text[1:]
+
+
+def table_caption(n: int, table, contexts, seeds, overrides: str = "") -> str:
+  """The caption of the paper's table ``n`` as run here: seeds, intervals,
+  each dataset's backbone, the preset and the overrides (why a dataset or
+  cell is missing goes to the table's notes, not here)."""
   parts = [f"{name}: {ctx.backbone.name}" for name, ctx in contexts.items()]
-  return (f"Table {n}. {table.caption}. Mean ± std (sample std, ddof 1) over seeds "
-          f"{','.join(map(str, seeds))}; backbone {', '.join(parts)}; preset "
-          f"{next(iter(contexts.values())).config.preset}"
-          + "".join(f"; {ds}: {why}" for ds, why in notes.items()))
+  first = next(iter(contexts.values()))
+  return (f"Table {n}. {table.caption}. {upper_first(interval_text(first, seeds))}; bold: "
+          f"the best row and every row not significantly worse (paired bootstrap); backbone "
+          f"{', '.join(parts)}; preset {first.config.preset}"
+          + (f"; {overrides}" if overrides else ""))
 
 
 def summary(contexts, runs, t0, paths=()) -> str:

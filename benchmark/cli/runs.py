@@ -7,7 +7,7 @@ import sys
 import time
 
 from benchmark import setup
-from benchmark.cli import args, report
+from benchmark.cli import args, outputs, report
 from benchmark.cli.args import Options
 from benchmark.cli.report import log
 from benchmark.errors import UserError
@@ -58,6 +58,9 @@ def load_context(opts: Options, dataset: str, config, backbone: str, store):
   splits = setup.load_splits(dataset, config, args.data_dir_for(opts.data_dir, dataset))
   ctx = setup.load_context(dataset, config, backbone, store, progress=log, splits=splits)
   CONTEXTS.append(ctx)
+  for split, text in ctx.splits.unseen_classes().items():
+    if split not in ctx.splits.notes:  # a loader may have said it in its own words
+      ctx.splits.notes[split] = text
   for split, text in ctx.splits.notes.items():  # data traps, e.g. a 1-row OOD group
     if split != "ood":
       print(f"warning: {dataset}: {text}", file=sys.stderr)
@@ -99,11 +102,14 @@ def run_dataset(opts: Options) -> int:
     return 0
   store.check_writable()
 
+  reference = check_reference(opts.reference, methods)
+  if opts.report:
+    check_stored(ctx, methods, seeds)
   mine, records, choices = run_sweep(ctx, methods, seeds, shard)
   if records is None:
     print(report.summary([ctx], [(mine, records)], STARTED))
     return 0
-  write_dataset_table(ctx, backbone, methods, seeds, mine, records, choices)
+  write_dataset_table(opts, ctx, backbone, methods, seeds, mine, records, choices, reference)
   return 0
 
 
@@ -135,34 +141,85 @@ def run_launched(opts: Options, ctx, methods, seeds, backbone: str) -> int:
     print(f"error: {len(failed)} job(s) failed and the store lacks some runs; rerun the "
           f"same command to resubmit only those", file=sys.stderr)
     return 1
-  write_dataset_table(ctx, backbone, methods, seeds, [], records, choices or {})
+  write_dataset_table(opts, ctx, backbone, methods, seeds, [], records, choices or {},
+                      check_reference(opts.reference, methods))
   return 1 if failed else 0
 
 
-def write_dataset_table(ctx, backbone: str, methods, seeds, mine, records, choices) -> None:
-  """WORKDIR/tables/D.{csv,tex,hparams.json} from the sweep's records, and
-  the table and summary on the terminal."""
-  from benchmark import tables
+def write_dataset_table(opts: Options, ctx, backbone: str, methods, seeds, mine, records,
+                        choices, reference) -> None:
+  """The run's report folder (tables, hparams, run.json, report.html), the
+  latest tables in WORKDIR/tables/, and the table and summary on the
+  terminal: process 0's alone (pure output, no step of the others)."""
+  from benchmark import multihost, tables
+  if not multihost.is_main():
+    return
   name, store = ctx.info.name, ctx.store
-  frame = dataset_frame(ctx, records, methods)
+  cmp = outputs.comparison(ctx, records, reference)
+  frame = dataset_frame(ctx, records, methods, cmp)
   labels = {m.name: m.label for m in methods}  # the registry's display names
-  stem = store.root / "tables" / name
-  csv_path, tex_path = tables.write(frame, stem, labels,
-                                    report.dataset_caption(name, backbone, ctx, seeds))
-  hp_path = report.write_hparams(stem.with_suffix(".hparams.json"),
-                                 {name: (ctx, methods, seeds, choices)})
-  print(report.dataset_heading(name, backbone, ctx, seeds))
-  print(tables.wide(frame).to_string())
+  over = report.overrides_text(opts)
+  folder = outputs.new_folder(store.root, name, sys.argv, ctx.config.to_dict())
+  written = tables.write(frame, folder / name, labels,
+                         report.dataset_caption(name, backbone, ctx, seeds, over, reference),
+                         f"tab:{name.replace('_', '-')}", outputs.decimals_of(ctx.config),
+                         seeds=tables.seeds_frame(records, ctx.splits.ood_excluded,
+                                                  int(ctx.config.report.min_group_size)))
+  hp = report.write_hparams(folder / f"{name}.hparams.json",
+                            {name: (ctx, methods, seeds, choices)})
+  latest = outputs.publish([*written, hp], store.root / "tables")
+  rj = outputs.run_json(folder, argv=sys.argv, contexts={name: ctx.with_lrs(
+      sweep_lrs(choices))}, methods_of={name: methods}, seeds=seeds, records=records,
+      overrides=over, files=[*written, hp])
+  html = outputs.write_html(folder, title=f"{name}: {', '.join(labels.values())}",
+                            frame=frame, labels=labels,
+                            decimals=outputs.decimals_of(ctx.config), records=records,
+                            ctx=ctx, provenance_path=rj,
+                            caption=report.dataset_heading(name, backbone, ctx, seeds, over,
+                                                           reference).strip())
+  print(report.dataset_heading(name, backbone, ctx, seeds, over, reference))
+  print(tables.wide(frame, decimals=outputs.decimals_of(ctx.config)).to_string())
+  print(report.significance_lines(frame, labels))
   print()
-  print(report.summary([ctx], [(mine, records)], STARTED, [csv_path, tex_path, hp_path]))
+  print(report.summary([ctx], [(mine, records)], STARTED, [*latest, html]))
 
 
-def dataset_frame(ctx, records, methods):
+def sweep_lrs(choices):
+  from benchmark import sweep
+  return sweep.chosen_lrs(choices)
+
+
+def check_reference(reference: str, methods) -> str | None:
+  """``--reference``: a method of the run; the default (``ft``) may be absent."""
+  names = [m.name for m in methods]
+  if reference in names:
+    return reference
+  if reference and reference != "ft":
+    raise UserError(f"--reference {reference} is not among the methods run "
+                    f"({', '.join(names)}); add it to --method or pick one of them")
+  return None
+
+
+def check_stored(ctx, methods, seeds) -> None:
+  """``--report``: every training the sweep needs is in the store, else an
+  error naming what is missing (method results are combined from stored
+  components, which trains nothing)."""
+  from benchmark import sweep
+  todo = sweep.pending(ctx, methods, seeds)
+  if todo:
+    names = [f"{spec.kind} seed {spec.seed}" for spec, _ in todo]
+    raise UserError(f"--report: {len(todo)} training(s) of {ctx.info.name} are not in "
+                    f"the store ({', '.join(names[:4])}{' ...' if len(names) > 4 else ''}); "
+                    f"run the same command without --report first")
+
+
+def dataset_frame(ctx, records, methods, comparison=None):
   """The table of a ``--method`` run, with what the data's notes say and a
   warning (and note) for methods whose seeds all gave the same result."""
   from benchmark import tables
   names = [m.name for m in methods]
-  kw = dict(exclude=ctx.splits.ood_excluded, notes=ctx.splits.notes)
+  kw = dict(exclude=ctx.splits.ood_excluded, notes=ctx.splits.notes, comparison=comparison,
+            min_group_size=int(ctx.config.report.min_group_size))
   frame = tables.dataset_frame(records, names, **kw)
   same = tables.identical_across_seeds(frame)
   if not same:
@@ -249,15 +306,39 @@ def run_table(opts: Options) -> int:
   if waiting:
     print(report.summary(list(contexts.values()), done, STARTED))
     return 0
-  frame = PT.frame(table, records, notes, method_notes)
-  caption = report.table_caption(n, table, contexts, seeds, notes)
-  outdir = store.root / "tables"
-  csv_path, tex_path = PT.write(table, frame, outdir, caption)
-  hp_path = report.write_hparams(outdir / f"table{n}.hparams.json", per)
-  print("\n" + report.table_caption(n, table, contexts, seeds, {**notes, **said}))
-  print(PT.to_text(table, frame))
+  from benchmark import multihost
+  if not multihost.is_main():  # the tables and report are process 0's (pure output)
+    return 0
+  import pandas as pd
+  reference = check_reference(opts.reference, methods)
+  cmp = pd.concat([outputs.comparison(ctx, [r for r in records if r["dataset"] == name],
+                                      reference) for name, ctx in contexts.items()],
+                  ignore_index=True)
+  first = next(iter(contexts.values())).config
+  frame = PT.frame(table, records, notes, method_notes, cmp,
+                   {name: ctx.splits.ood_excluded for name, ctx in contexts.items()},
+                   int(first.report.min_group_size))
+  over = report.overrides_text(opts)
+  caption = report.table_caption(n, table, contexts, seeds, over)
+  folder = outputs.new_folder(store.root, f"table{n}", sys.argv,
+                              {k: c.config.to_dict() for k, c in contexts.items()})
+  written = PT.write(table, frame, folder, caption, outputs.decimals_of(first))
+  hp_path = report.write_hparams(folder / f"table{n}.hparams.json", per)
+  latest = outputs.publish([*written, hp_path], store.root / "tables")
+  rj = outputs.run_json(
+      folder, argv=sys.argv, contexts={k: c.with_lrs(sweep_lrs(per[k][3]))
+                                       for k, c in contexts.items() if k in per},
+      methods_of={k: v for k, v in runs.items()}, seeds=seeds, records=records,
+      overrides=over, files=[*written, hp_path])
+  html = outputs.write_table_html(folder, table=table, frame=frame,
+                                  decimals=outputs.decimals_of(first), contexts=contexts,
+                                  provenance_path=rj, caption=caption)
+  print("\n" + caption)
+  for ds, why in {**notes, **said}.items():
+    print(f"  {ds}: {why}")
+  print(PT.to_text(table, frame, outputs.decimals_of(first)))
   print()
-  print(report.summary(list(contexts.values()), done, STARTED, [csv_path, tex_path, hp_path]))
+  print(report.summary(list(contexts.values()), done, STARTED, [*latest, html]))
   return 0
 
 

@@ -230,14 +230,17 @@ def _start_watchdog() -> None:
       now = time.monotonic()
       try:
         client.key_value_set(_key(f"alive/{me}"), str(beats), allow_overwrite=True)
+        # Two calls whatever the process count (not two per peer).
+        beat_of = _by_process(client.key_value_dir_get(_key("alive")))
+        done_of = _by_process(client.key_value_dir_get(_key("done")))
         for i, (last, since) in list(seen.items()):
-          done = _try_get(client, f"done/{i}")
+          done = done_of.get(i)
           if done is not None:
             if done != "0":
               _exit_lost(f"process {i} of {n} stopped with exit status {done}")
             del seen[i]  # finished: no more heartbeats to expect
             continue
-          beat = _try_get(client, f"alive/{i}")
+          beat = beat_of.get(i)
           if beat != last:
             seen[i] = (beat, now)
           elif now - since > timeout:
@@ -251,6 +254,16 @@ def _start_watchdog() -> None:
                      f"reached for {now - coordinator_ok:.0f} s (killed, crashed or unreachable)")
 
   threading.Thread(target=watch, name="levi-watchdog", daemon=True).start()
+
+
+def _by_process(entries) -> dict[int, str]:
+  """``key_value_dir_get``'s ``[(".../<process>", value)]`` by process index."""
+  out = {}
+  for key, value in entries:
+    tail = key.rsplit("/", 1)[-1]
+    if tail.isdigit():
+      out[int(tail)] = value
+  return out
 
 
 def _try_get(client, name: str) -> str | None:

@@ -198,6 +198,23 @@ def test_two_configs_leave_two_reports_and_load_keeps_them_apart(run_cli, tmp_pa
   df = results.load(tmp_path, dataset="synthetic_spurious", preset="smoke")
   assert df["config_digest"].nunique() == 2
   assert len(df[(df["split"] == "test_id")]) == 8          # 2 configs x 2 methods x 2 seeds
+  # Each folder's report.html parses, embeds its figures and shows intervals.
+  from html.parser import HTMLParser
+
+  class Tags(HTMLParser):
+    def __init__(self):
+      super().__init__()
+      self.tags = []
+
+    def handle_starttag(self, tag, attrs):
+      self.tags.append((tag, dict(attrs)))
+  for f in folders:
+    p = Tags()
+    p.feed((f / "report.html").read_text())
+    imgs = [a["src"] for t, a in p.tags if t == "img"]
+    assert len(imgs) >= 2 and all(i.startswith("data:image/png;base64,") for i in imgs)
+    assert sum(t == "table" for t, _ in p.tags) >= 3
+    assert "% interval" in (f / "report.html").read_text()
   latest = (tmp_path / "tables" / "synthetic_spurious.tex").read_text()
   assert "epochs=3" in latest
   assert latest == (folders[-1] / "synthetic_spurious.tex").read_text()

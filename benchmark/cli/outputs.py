@@ -65,6 +65,19 @@ def publish(paths: Sequence[Path], outdir: Path) -> list[Path]:
   return out
 
 
+def write_seeds(path: Path, records, contexts) -> Path:
+  """Every seed's score behind a table spanning datasets (``tables.seeds_frame``)."""
+  import pandas as pd
+
+  from benchmark import tables
+  parts = [tables.seeds_frame([r for r in records if r["dataset"] == name],
+                              ctx.splits.ood_excluded, int(ctx.config.report.min_group_size))
+           for name, ctx in contexts.items()]
+  frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+  atomic_write_text(path, frame.to_csv(index=False, float_format="%.6f", lineterminator="\n"))
+  return path
+
+
 def git_state() -> dict:
   """The harness's commit and whether its tree had changes (None outside git)."""
   def git(*a):

@@ -179,7 +179,7 @@ def write_dataset_table(opts: Options, ctx, backbone: str, methods, seeds, mine,
                                                            reference).strip())
   print(report.dataset_heading(name, backbone, ctx, seeds, over, reference))
   print(tables.wide(frame, decimals=outputs.decimals_of(ctx.config)).to_string())
-  print(report.significance_lines(frame, labels))
+  print(report.significance_lines(frame))
   print()
   print(report.summary([ctx], [(mine, records)], STARTED, [*latest, html]))
 
@@ -323,6 +323,7 @@ def run_table(opts: Options) -> int:
   folder = outputs.new_folder(store.root, f"table{n}", sys.argv,
                               {k: c.config.to_dict() for k, c in contexts.items()})
   written = PT.write(table, frame, folder, caption, outputs.decimals_of(first))
+  written = (*written, outputs.write_seeds(folder / f"table{n}.seeds.csv", records, contexts))
   hp_path = report.write_hparams(folder / f"table{n}.hparams.json", per)
   latest = outputs.publish([*written, hp_path], store.root / "tables")
   rj = outputs.run_json(

@@ -25,7 +25,7 @@ if __name__ == "__main__":
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from benchmark import paper_tables, setup  # noqa: E402
+from benchmark import multihost, paper_tables, setup  # noqa: E402
 from benchmark.cli import args, report, runs  # noqa: E402
 from benchmark.errors import UserError  # noqa: E402
 
@@ -55,6 +55,19 @@ FLAG_SPECS = (
      "estimated time; train nothing"),
     ("shard", "0/1", "i/N", "run every N-th (method, seed) from the i-th, so that N "
      "processes share one --workdir"),
+    ("launcher", "", "local|slurm", "the (method, seed) runs as a job array of --shard i/N "
+     "jobs"),
+    ("launcher.jobs", "0", "N", "--launcher: how many jobs (shards); 0: one per (method, "
+     "seed) run"),
+    ("launcher.partition", "", "NAME", "--launcher slurm: the partition"),
+    ("launcher.time", "60", "MIN", "--launcher: each job's time limit, minutes"),
+    ("launcher.gpus_per_job", "0", "G", "--launcher: GPUs per job (its local devices)"),
+    ("launcher.cpus", "2", "C", "--launcher: CPUs per job"),
+    ("launcher.mem_gb", "0", "GB", "--launcher: memory per job; 0: the partition's default"),
+    ("launcher.folder", "", "DIR", "--launcher: submitit's logs and pickles; default "
+     "WORKDIR/launcher"),
+    ("nowait", False, None, "--launcher: print the job ids and return (rerun to collect)"),
+    ("distributed_timeout_s", "30", "S", "a dead process stops the others in S s"),
     ("list", False, None, "print every method, dataset, backbone and preset"),
     ("list_config", False, None, "with --dataset: the config keys that apply, their "
      "values under --preset, and meanings"),
@@ -108,12 +121,25 @@ def main(argv: list[str]) -> None:
       raise
     print(f"error: {e}", file=sys.stderr)
     code = 2
+  except multihost.PeerFailed as e:  # process 0 said so; it prints the details
+    print(f"error: {e}", file=sys.stderr)
+    code = multihost.EXIT_PEER_LOST
+  except Exception:
+    # A collective that a dead peer left: the watchdog names it and exits
+    # (one line) within its bound; any other error is raised as it is.
+    multihost.wait_for_watchdog()
+    if multihost.active():
+      import traceback
+      traceback.print_exc()
+      multihost.finish(1)  # the others are told, and stop too
+    raise
   except interrupts.Interrupted as e:  # claims released, temporary files removed
     if FLAGS.verbose:
       raise
     print(report.interrupted(runs.CONTEXTS), file=sys.stderr)
     code = e.exit_code
   interrupts.disarm()
+  multihost.finish(code)
   sys.exit(code)
 
 

@@ -9,6 +9,11 @@ into a temporary folder and renames it when complete, so a kill during a save
 leaves the previous checkpoint. The folder is removed once the component's
 record is in the store.
 
+With several processes of one run (``benchmark.multihost``) process 0 alone
+saves, restores and removes (orbax told it is the only process: no barrier a
+dead peer could hang), decides when a save is due, and hands the restored
+state to the others.
+
 Resuming is exact: the state is restored bit for bit and the epoch
 permutations are replayed from the job's seed, so a resumed training ends
 with the same parameters and metrics as an uninterrupted one (CPU).
@@ -24,6 +29,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from benchmark import multihost
+
 
 class TrainCheckpoint:
   """Latest-epoch checkpoint of one training, saved at most every
@@ -38,11 +45,15 @@ class TrainCheckpoint:
   def _mngr(self):
     if self._manager is None:
       import orbax.checkpoint as ocp  # only trainings that checkpoint pay the import
+      # Created here: orbax will not create it for a subset of processes.
+      self.directory.mkdir(parents=True, exist_ok=True)
       self._manager = ocp.CheckpointManager(
           self.directory.absolute(),
           options=ocp.CheckpointManagerOptions(
-              max_to_keep=1, enable_async_checkpointing=False, create=True,
-              cleanup_tmp_directories=True))
+              max_to_keep=1, enable_async_checkpointing=False, create=False,
+              cleanup_tmp_directories=True,
+              multiprocessing_options=ocp.options.MultiprocessingOptions(
+                  primary_host=0, active_processes={0})))
     return self._manager
 
   @staticmethod
@@ -53,6 +64,21 @@ class TrainCheckpoint:
     """``(tree, meta)`` from the latest checkpoint, with ``tree``'s structure,
     or None when there is none (or it cannot be read: then it is dropped and
     the training starts over, with a warning)."""
+    if not multihost.active():
+      return self._restore(tree)
+    got: list = []
+    def meta():
+      got.append(self._restore(tree))
+      return None if got[0] is None else got[0][1]
+    meta_all = multihost.agree(meta)
+    if meta_all is None:
+      return None
+    leaves, treedef = jax.tree.flatten(tree)
+    arrays = multihost.agree_arrays(lambda: {
+        f"{i:05d}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(got[0][0]))})
+    return jax.tree.unflatten(treedef, [arrays[f"{i:05d}"] for i in range(len(leaves))]), meta_all
+
+  def _restore(self, tree: Any) -> tuple[Any, dict] | None:
     if not self.directory.is_dir():
       return None
     import orbax.checkpoint as ocp
@@ -80,11 +106,16 @@ class TrainCheckpoint:
       return None
 
   def due(self) -> bool:
-    return time.monotonic() - self._last_save >= self.min_interval_s
+    """Whether to save now: process 0's clock decides for every process."""
+    return bool(multihost.agree(
+        lambda: time.monotonic() - self._last_save >= self.min_interval_s))
 
   def saved_epoch(self) -> int | None:
     """The epoch the latest checkpoint was saved after (what a training would
     resume from), or None; read off the folder names, without orbax."""
+    return multihost.agree(self._saved_epoch)
+
+  def _saved_epoch(self) -> int | None:
     if not self.directory.is_dir():
       return None
     steps = [int(p.name) for p in self.directory.iterdir() if p.is_dir() and p.name.isdigit()]
@@ -94,6 +125,9 @@ class TrainCheckpoint:
     import orbax.checkpoint as ocp
 
     from benchmark import interrupts
+    if not multihost.is_main():
+      self._last_save = time.monotonic()
+      return
     leaves = [np.asarray(jax.device_get(x)) for x in jax.tree.leaves(tree)]
     # Ctrl-C or SIGTERM during a save waits for it: no half-written folder.
     with interrupts.deferred():
@@ -105,6 +139,8 @@ class TrainCheckpoint:
     self._last_save = time.monotonic()
 
   def remove(self) -> None:
+    if not multihost.is_main():
+      return
     if self._manager is not None:
       self._manager.close()
       self._manager = None

@@ -26,6 +26,10 @@ from pathlib import Path
 STALE_S = 300.0   # a claim not refreshed for this long is abandoned
 REFRESH_S = 30.0  # how often a live owner refreshes its claim
 
+# The claims this process holds, so that a process stopping at once (a peer
+# died: ``multihost``) can give them up without unwinding.
+_HELD: set = set()
+
 
 def _pid_alive(pid: int) -> bool:
   try:
@@ -45,6 +49,7 @@ class Claim:
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._refresh, args=(refresh_s,), daemon=True)
     self._thread.start()
+    _HELD.add(self)
 
   def _refresh(self, every: float) -> None:
     while not self._stop.wait(every):
@@ -52,6 +57,7 @@ class Claim:
         os.utime(self.path, follow_symlinks=False)
 
   def release(self) -> None:
+    _HELD.discard(self)
     self._stop.set()
     self._thread.join()
     with contextlib.suppress(FileNotFoundError):
@@ -133,6 +139,14 @@ def try_claim(path: Path, stale_s: float = STALE_S,
       os.fsync(f.fileno())
     return Claim(path, refresh_s)
   return None
+
+
+def release_all_held() -> None:
+  """Removes every claim this process holds (it is about to exit at once)."""
+  for claim in list(_HELD):
+    _HELD.discard(claim)
+    with contextlib.suppress(OSError):
+      claim.path.unlink()
 
 
 def describe(path: Path) -> str:

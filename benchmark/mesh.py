@@ -1,6 +1,6 @@
 """Device mesh with one ``data`` axis: the same code on 1 or N devices, and on
-several hosts once ``jax.distributed.initialize()`` has run (see
-``maybe_initialize_distributed``)."""
+several processes once ``jax.distributed`` is initialised (see
+``maybe_initialize_distributed`` and ``benchmark.multihost``)."""
 from __future__ import annotations
 
 import os
@@ -12,11 +12,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 _MESH: Mesh | None = None
 
 
-def maybe_initialize_distributed() -> None:
-  """Multi-host: set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-  JAX_PROCESS_ID (or run under a launcher jax auto-detects, e.g. SLURM)."""
-  if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("SLURM_JOB_ID"):
-    jax.distributed.initialize()
+def maybe_initialize_distributed(timeout_s: float | None = None) -> bool:
+  """Several processes: set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+  JAX_PROCESS_ID, or start them with a launcher jax detects (``srun`` with
+  several tasks, ``mpirun``, a TPU slice; ``multihost.launcher_wants_processes``).
+  ``timeout_s``: how soon the others stop when one dies."""
+  from benchmark import multihost
+  return multihost.initialize(multihost.DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
 
 
 def enable_compilation_cache(path: str | None = None) -> None:

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from benchmark import metrics
+from benchmark import metrics, multihost
 from benchmark.components import ComponentFailed, Context
 from benchmark.store import key_of
 
@@ -41,8 +41,11 @@ def point_arrays(ctx: Context, preds: dict[str, np.ndarray]) -> dict[str, np.nda
 def run_method(ctx: Context, method, seed: int) -> dict:
   key, ident = method_key(ctx, method, seed)
   path = ctx.store.method_path(ctx.info.name, method.name, key)
-  rec = ctx.store.read(path)
-  if rec is not None and (rec.get("status") != "ok" or preds_path(path).exists()):
+  def stored():  # process 0 reads the store, for every process
+    r = ctx.store.read(path)
+    return r, r is not None and (r.get("status") != "ok" or preds_path(path).exists())
+  rec, complete = multihost.agree(stored)
+  if complete:
     ctx.methods_reused += 1
     ctx.progress(f"{method.name} seed {seed} (stored)")
     return rec
@@ -72,10 +75,12 @@ def run_method(ctx: Context, method, seed: int) -> dict:
            "config_digest": key_of(ctx.config.to_dict())[:12]}
   except ComponentFailed as e:
     if rec is not None:  # the record stands; only its predictions are missing
-      print(f"warning: {method.name} seed {seed}: no predictions for its intervals ({e})",
-            file=sys.stderr)
+      if multihost.is_main():
+        print(f"warning: {method.name} seed {seed}: no predictions for its intervals ({e})",
+              file=sys.stderr)
       return rec
-    print(f"warning: {method.name} seed {seed}: {e}", file=sys.stderr)
+    if multihost.is_main():
+      print(f"warning: {method.name} seed {seed}: {e}", file=sys.stderr)
     rec = {**ident, "key": key, "status": "failed", "reason": str(e),
            "metric": ctx.info.metric,
            "n_examples": {k: int(len(v)) for k, v in labels.items()}}
@@ -104,6 +109,10 @@ def run(ctx: Context, methods: Sequence, seeds: Sequence[int],
 def collect(ctx: Context, methods: Sequence, seeds: Sequence[int]) -> list[dict] | None:
   """Every (method, seed) record of the sweep from the store, without
   training; None while some are missing (other shards still running)."""
+  return multihost.agree(lambda: _collect(ctx, methods, seeds))
+
+
+def _collect(ctx: Context, methods: Sequence, seeds: Sequence[int]) -> list[dict] | None:
   records = []
   for method, seed in jobs(methods, seeds):
     key, _ = method_key(ctx, method, seed)

@@ -8,6 +8,11 @@ atomically. Processes sharing a store (``--shard``) train each component once:
 a claim file beside the record says who trains it. Each training writes its
 per-epoch scalars as TensorBoard event files under
 ``WORKDIR/tensorboard/<kind>/<key>/`` (``benchmark.tensorboard_events``).
+
+With several processes of one run (``benchmark.multihost``) every process
+trains every component in lock-step; process 0 alone reads the store, claims
+and writes, and hands the others what they need (is it stored, its arrays).
+A component trained in this invocation keeps its arrays in memory.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from benchmark import locks, metrics, tensorboard_events
+from benchmark import locks, metrics, multihost, tensorboard_events
 from benchmark import trainer as T
 from benchmark.data import ShiftSplits
 from benchmark.kinds import FROZEN, KINDS
@@ -35,20 +40,27 @@ class ComponentFailed(RuntimeError):
   pass
 
 
+class NotStored(LookupError):
+  """A component is not in the store, and the runner may not train
+  (``store_only``: a launcher asking what is left to do)."""
+
+
 @dataclasses.dataclass
 class ComponentResult:
   spec: ComponentSpec
   record: dict
   store: RunStore
 
+  # Set when trained in this invocation (kept in memory, not read back);
+  # else read from the store by process 0 and handed to every process.
   @functools.cached_property
   def preds(self) -> dict[str, np.ndarray]:
-    return self.store.read_arrays(self._path(".preds.npz"))
+    return multihost.agree_arrays(lambda: self.store.read_arrays(self._path(".preds.npz")))
 
   @functools.cached_property
   def params(self) -> dict[str, np.ndarray]:
     """Trainable params of the best checkpoint (and state under ``state:``)."""
-    return self.store.read_arrays(self._path(".npz"))
+    return multihost.agree_arrays(lambda: self.store.read_arrays(self._path(".npz")))
 
   def _path(self, suffix: str):
     p = self.store.component_path(self.spec.kind, self.spec.key)
@@ -74,6 +86,8 @@ class ComponentRunner:
     self.claim_poll_s = 2.0        # how often to look for a record another process trains
     self.methods_reused = 0        # method results read back from the store
     self._results: dict[str, ComponentResult] = {}
+    self._fresh: dict[str, tuple[dict, dict]] = {}  # key -> (params, preds) trained now
+    self.store_only = False        # True: a component not in the store raises NotStored
     self._pretrained: dict[str, np.ndarray] | None = None
 
   # -- what a component starts from --------------------------------------------
@@ -141,6 +155,26 @@ class ComponentRunner:
     if spec.key in self._results:
       return self._results[spec.key]
     path = self.store.component_path(spec.kind, spec.key)
+    rec = multihost.agree(lambda: self._stored(spec, path))
+    if rec is not None:
+      self.loaded.append(spec.key)
+      self.progress(f"{spec.kind} seed {spec.seed} (stored)")
+    elif self.store_only:
+      raise NotStored(f"{spec.kind} seed {spec.seed} [{spec.key}]")
+    else:
+      rec = self._claim_and_train(spec, path)
+    if rec.get("status") == "failed":
+      self.failed.append(spec.key)
+      raise ComponentFailed(f"{spec.kind} (seed {spec.seed}) failed: {rec.get('reason')}")
+    res = ComponentResult(spec, rec, self.store)
+    if spec.key in self._fresh:
+      res.params, res.preds = self._fresh.pop(spec.key)  # fills the cached properties
+    self._results[spec.key] = res
+    return res
+
+  def _stored(self, spec: ComponentSpec, path) -> dict | None:
+    """``spec``'s record when the store holds it with its artefacts (process
+    0: the only one that reads the store)."""
     rec = self.store.read(path)
     if rec is not None and rec.get("status") == "ok":
       for suffix in (".npz", ".preds.npz") if rec.get("scores") else (".npz",):
@@ -151,47 +185,51 @@ class ComponentRunner:
           rec = None
           break
     if rec is not None:
-      self.loaded.append(spec.key)
-      self.progress(f"{spec.kind} seed {spec.seed} (stored)")
       # A process killed between writing the record and removing its
       # mid-training checkpoint leaves the checkpoint behind: not needed.
       stale = self.store.root / "ckpt" / spec.kind / spec.key
       if stale.exists():
         shutil.rmtree(stale, ignore_errors=True)
-    else:
-      rec = self._claim_and_train(spec, path)
-    if rec.get("status") == "failed":
-      self.failed.append(spec.key)
-      raise ComponentFailed(f"{spec.kind} (seed {spec.seed}) failed: {rec.get('reason')}")
-    res = ComponentResult(spec, rec, self.store)
-    self._results[spec.key] = res
-    return res
+    return rec
 
   def _claim_and_train(self, spec: ComponentSpec, path) -> dict:
     """Trains ``spec`` under a claim in the store, so that processes sharing
     the store (``--shard``) train each component once: a process that finds
-    the claim held waits for the record instead."""
-    lock = path.with_name(spec.key + ".lock")
-    waited = False
-    while True:
-      claim = locks.try_claim(lock)
-      if claim is not None:
-        with claim:
+    the claim held waits for the record instead. With several processes of
+    one run, process 0 claims for all of them and they train together."""
+    held: list[locks.Claim] = []
+
+    def claim_or_record() -> dict | None:
+      lock = path.with_name(spec.key + ".lock")
+      waited = False
+      while True:
+        claim = locks.try_claim(lock)
+        if claim is not None:
           rec = self.store.read(path)  # finished while we waited for the claim?
           if rec is not None:
-            self.loaded.append(spec.key)
+            claim.release()
             self.progress(f"{spec.kind} seed {spec.seed} (stored, by another process)")
             return rec
-          return self._train(spec)
-      if not waited:
-        self.progress(f"waiting for {spec.kind} seed {spec.seed}, being trained by "
-                      f"{locks.describe(lock)}")
-        waited = True
-      time.sleep(self.claim_poll_s)
-      rec = self.store.read(path)
+          held.append(claim)
+          return None
+        if not waited:
+          self.progress(f"waiting for {spec.kind} seed {spec.seed}, being trained by "
+                        f"{locks.describe(lock)}")
+          waited = True
+        time.sleep(self.claim_poll_s)
+        rec = self.store.read(path)
+        if rec is not None:
+          return rec
+
+    try:
+      rec = multihost.agree(claim_or_record)
       if rec is not None:
         self.loaded.append(spec.key)
         return rec
+      return self._train(spec)
+    finally:
+      for claim in held:
+        claim.release()
 
   def _train(self, spec: ComponentSpec) -> dict:
     c = self.config
@@ -216,7 +254,7 @@ class ComponentRunner:
       self.progress(f"resuming {spec.kind} seed {spec.seed} from epoch {done} of "
                     f"{job.epochs} [{spec.key}]")
     else:
-      why = nearest_difference(self.store, spec)
+      why = nearest_difference(self.store, spec) if multihost.is_main() else None
       self.progress(f"training {spec.kind} seed {spec.seed} [{spec.key}]"
                     + (f": {why}" if why else ""))
     path = self.store.component_path(spec.kind, spec.key)
@@ -251,6 +289,7 @@ class ComponentRunner:
     self.store.write(path, rec)
     self._drop_checkpoint(job)
     self.trained.append(spec.key)
+    self._fresh[spec.key] = (arrays, dict(r.preds))
     return rec
 
   def records(self) -> list[dict]:

@@ -236,6 +236,10 @@ class RunStore:
     return n
 
   def check_writable(self) -> None:
+    """Process 0's workdir (the only process that writes) takes a test write."""
+    from benchmark.mesh import is_main_process
+    if not is_main_process():
+      return
     try:
       self.runs.mkdir(parents=True, exist_ok=True)
       atomic_write_text(self.runs / ".write-test", "ok")

@@ -1,12 +1,14 @@
 """The tap cache: frozen large models' tap lists, computed once per (weights,
-data) and shared by every job, seed and invocation (memory and disk)."""
+data) and shared by every job, seed and invocation (memory and disk). With
+several processes of one run, process 0 reads and writes the disk cache and
+hands a stored pool to the others; computing a pool is a step of them all."""
 from __future__ import annotations
 
 import time
 
 import numpy as np
 
-from benchmark import locks
+from benchmark import locks, multihost
 
 class FeatureCache:
   """Tap lists of frozen large models, by (cache key, pool name), in memory and,
@@ -32,6 +34,8 @@ class FeatureCache:
       return self._d[k]
     from benchmark.store import RunStore  # no cycle at import time
     path = self.disk_dir / key / f"{pool.replace('/', '__')}.npz"
+    if multihost.active():
+      return self._get_together(k, path, compute)
     while not path.exists():
       # Processes sharing the workdir compute each pool once: one holds the
       # claim, the others wait for its file.
@@ -51,3 +55,38 @@ class FeatureCache:
     self.hits += 1
     self._d[k] = tuple(arrs[f"tap{i}"] for i in range(len(arrs)))
     return self._d[k]
+
+  def _get_together(self, k, path, compute) -> tuple[np.ndarray, ...]:
+    """``get`` for several processes of one run: process 0 waits for another
+    shard's computation or claims the pool; all compute it, or all get
+    process 0's stored copy."""
+    from benchmark.store import RunStore
+    held: list = []
+
+    def stored_or_claimed() -> bool:
+      while not path.exists():
+        claim = locks.try_claim(path.with_name(path.name + ".lock"))
+        if claim is None:
+          time.sleep(self.poll_s)
+          continue
+        if path.exists():
+          claim.release()
+          break
+        held.append(claim)
+        return False
+      return True
+
+    try:
+      if multihost.agree(stored_or_claimed):
+        arrs = multihost.agree_arrays(lambda: RunStore.read_arrays(path))
+        self.hits += 1
+        self._d[k] = tuple(arrs[f"tap{i}"] for i in range(len(arrs)))
+        return self._d[k]
+      self.misses += 1
+      taps = tuple(np.asarray(t) for t in compute())
+      RunStore.write_arrays(path, {f"tap{i}": t for i, t in enumerate(taps)})  # process 0's
+      self._d[k] = taps
+      return taps
+    finally:
+      for claim in held:
+        claim.release()

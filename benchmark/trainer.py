@@ -279,8 +279,8 @@ def train(job: TrainJob, splits: ShiftSplits,
       step, start_epoch = int(meta["step"]), int(meta["epochs_done"])
       t_before, t_first_epoch = float(meta["train_s"]), float(meta["first_epoch_s"])
   t_train0 = time.perf_counter() - t_before
-  bar = tqdm(range(job.epochs), desc=job.desc or "train", leave=False, disable=None,
-             initial=start_epoch)
+  bar = tqdm(range(job.epochs), desc=job.desc or "train", leave=False,
+             disable=None if jax.process_index() == 0 else True, initial=start_epoch)
   for epoch in range(job.epochs):
     # Drawn every epoch, resumed ones included, so a resumed run sees the
     # same batches as an uninterrupted one.

@@ -40,12 +40,17 @@ class Options:
   extra_rows: bool = True
   reference: str = "ft"
   report: bool = False
+  distributed_timeout_s: str = "30"
+  launcher: Any = None              # launch.LauncherOptions, or None: run here
+  argv: tuple[str, ...] = ()        # the command line's flags (what launched jobs rerun)
 
   @classmethod
   def from_flags(cls, flag_values, argv: list[str]) -> "Options":
-    names = [f.name for f in dataclasses.fields(cls) if f.name != "override_keys"]
-    return cls(override_keys=tuple(override_keys(argv)),
-               **{n: getattr(flag_values, n) for n in names})
+    from benchmark.cli import launch
+    names = [f.name for f in dataclasses.fields(cls)
+             if f.name not in ("override_keys", "launcher", "argv")]
+    return cls(override_keys=tuple(override_keys(argv)), launcher=launch.parse(flag_values),
+               argv=tuple(argv[1:]), **{n: getattr(flag_values, n) for n in names})
 
 
 def check_config_overrides(argv: list[str], base) -> None:
@@ -153,6 +158,17 @@ def parse_shard(text: str) -> tuple[int, int]:
     raise UserError(f"malformed --shard {text!r}: give i/N with 0 <= i < N, e.g. "
                     f"--shard 0/2 and --shard 1/2 for two processes")
   return int(m.group(1)), int(m.group(2))
+
+
+def parse_timeout(text: str) -> float:
+  try:
+    value = float(text)
+  except (TypeError, ValueError):
+    value = -1.0
+  if not value > 0 or value != value or value == float("inf"):
+    raise UserError(f"malformed --distributed_timeout_s {text!r}: give seconds > 0, e.g. "
+                    f"--distributed_timeout_s 30")
+  return value
 
 
 def data_dir_for(text: str | None, dataset: str) -> str | None:

@@ -20,6 +20,9 @@ TABLE3_CAPTION = (
 
 
 def log(msg: str) -> None:
+  from benchmark import multihost
+  if not multihost.is_main():  # one process of a run speaks for all
+    return
   print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
@@ -49,10 +52,16 @@ def usage(flag_specs, flag_values=None) -> str:
            "table to WORKDIR/tables/. Finished runs are kept in WORKDIR/runs/: a rerun",
            "trains only what is missing, and after Ctrl-C the same command resumes.",
            "", "flags:"]
+  options = [(n, shown) for n, _, shown, _ in flag_specs if "." in n]  # --launcher.*: one line
   for name, default, shown, text in flag_specs:
+    if "." in name:
+      continue
     flag = f"--{name}" + (f" {shown}" if shown else "")
     dflt = ("" if default in (None, "", False, True, shown) else f" (default {default})")
     lines += textwrap.wrap(f"  {flag:<20} {text}{dflt}", 90, subsequent_indent=" " * 23)
+    if name == "launcher" and options:
+      lines.append(" " * 23 + "--launcher.{" + ",".join(n.split(".", 1)[1] for n, _ in options)
+                   + "} (README)")
   lines += [f"  {'--config.KEY=VALUE':<20} any config value, e.g. --config.epochs=5 "
             f"--config.lr.ft=1e-4",
             "",

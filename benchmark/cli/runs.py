@@ -33,6 +33,9 @@ def run(opts: Options, started: float | None = None) -> int:
   if opts.list:
     report.print_lists()
     return 0
+  if opts.launcher is not None and (opts.table or opts.figure):
+    raise UserError("--launcher submits the runs of --method on one --dataset; for --table "
+                    "or --figure, run --shard i/N jobs on one --workdir yourself")
   if opts.table:
     return run_table(opts)
   if opts.figure:
@@ -68,7 +71,7 @@ def run_dataset(opts: Options) -> int:
   """``--method M --dataset D``: trains what the store lacks, then writes
   WORKDIR/tables/D.{csv,tex,hparams.json}."""
   # Imported here so that --list answers without initialising JAX.
-  from benchmark import mesh, tables
+  from benchmark import mesh
   from benchmark.store import RunStore
   if not opts.dataset:
     raise UserError("no --dataset given: pass one of " + ", ".join(DATASETS.names()))
@@ -85,13 +88,15 @@ def run_dataset(opts: Options) -> int:
   shard = args.parse_shard(opts.shard)
   config, backbone = prepare(opts, name)
 
-  mesh.maybe_initialize_distributed()
+  mesh.maybe_initialize_distributed(args.parse_timeout(opts.distributed_timeout_s))
   mesh.enable_compilation_cache()
   store = RunStore(opts.workdir)
   ctx = load_context(opts, name, config, backbone, store)
   if opts.method.strip() == "all":
     methods, _ = applicable(ctx, methods)
   validate_methods(ctx, methods, seeds)
+  if opts.launcher is not None:
+    return run_launched(opts, ctx, methods, seeds, backbone)
   if opts.dry_run:
     report.print_pending(ctx, methods, seeds)
     return 0
@@ -104,6 +109,52 @@ def run_dataset(opts: Options) -> int:
   if records is None:
     print(report.summary([ctx], [(mine, records)], STARTED))
     return 0
+  write_dataset_table(opts, ctx, backbone, methods, seeds, mine, records, choices, reference)
+  return 0
+
+
+def run_launched(opts: Options, ctx, methods, seeds, backbone: str) -> int:
+  """``--launcher``: the sweep as a job array (``benchmark.cli.launch``), then
+  the table from the store, as one command would write it."""
+  from pathlib import Path
+
+  from benchmark import protocol
+  from benchmark.cli import launch
+  lo = opts.launcher
+  n = min(lo.jobs or len(protocol.jobs(methods, seeds)), len(protocol.jobs(methods, seeds)))
+  if opts.dry_run:
+    folder = Path(lo.folder) if lo.folder else ctx.store.root / "launcher"
+    for i in range(n):
+      print(" ".join(launch.shard_command(list(opts.argv), ctx.store.root, i, n)))
+    if lo.cluster == "slurm":
+      print(launch.sbatch_script(lo, n, folder))
+    return 0
+  ctx.store.check_writable()
+  records, failed, choices = launch.run(lo, ctx, methods, seeds, list(opts.argv), log)
+  if lo.nowait:
+    print(f"submitted; when the jobs end, collect the table with: "
+          f"{launch.collect_hint(list(opts.argv))}")
+    return 0
+  for line in failed:
+    print(f"error: {line}", file=sys.stderr)
+  if records is None:
+    print(f"error: {len(failed)} job(s) failed and the store lacks some runs; rerun the "
+          f"same command to resubmit only those", file=sys.stderr)
+    return 1
+  write_dataset_table(opts, ctx, backbone, methods, seeds, [], records, choices or {},
+                      check_reference(opts.reference, methods))
+  return 1 if failed else 0
+
+
+def write_dataset_table(opts: Options, ctx, backbone: str, methods, seeds, mine, records,
+                        choices, reference) -> None:
+  """The run's report folder (tables, hparams, run.json, report.html), the
+  latest tables in WORKDIR/tables/, and the table and summary on the
+  terminal: process 0's alone (pure output, no step of the others)."""
+  from benchmark import multihost, tables
+  if not multihost.is_main():
+    return
+  name, store = ctx.info.name, ctx.store
   cmp = outputs.comparison(ctx, records, reference)
   frame = dataset_frame(ctx, records, methods, cmp)
   labels = {m.name: m.label for m in methods}  # the registry's display names
@@ -131,7 +182,6 @@ def run_dataset(opts: Options) -> int:
   print(report.significance_lines(frame))
   print()
   print(report.summary([ctx], [(mine, records)], STARTED, [*latest, html]))
-  return 0
 
 
 def sweep_lrs(choices):
@@ -217,7 +267,7 @@ def run_table(opts: Options) -> int:
       continue
     name = DATASETS.get(ds).name
     plans.append((name, *prepare(opts, name)))
-  mesh.maybe_initialize_distributed()
+  mesh.maybe_initialize_distributed(args.parse_timeout(opts.distributed_timeout_s))
   mesh.enable_compilation_cache()
   store = RunStore(opts.workdir)
   contexts, runs, method_notes, said = {}, {}, {}, {}
@@ -255,6 +305,9 @@ def run_table(opts: Options) -> int:
     per[name] = (ctx, runs[name], seeds, choices)
   if waiting:
     print(report.summary(list(contexts.values()), done, STARTED))
+    return 0
+  from benchmark import multihost
+  if not multihost.is_main():  # the tables and report are process 0's (pure output)
     return 0
   import pandas as pd
   reference = check_reference(opts.reference, methods)

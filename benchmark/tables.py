@@ -112,8 +112,13 @@ def seeds_frame(records: Sequence[Mapping], exclude: Sequence[str] = (),
   """The per-seed scores behind a table (``<table>.seeds.csv``): one row per
   method, split and seed."""
   long = results.tidy(records, exclude, min_group_size)
+  # One order whether the records come from memory or back from the store
+  # (whose JSON sorts their keys): methods as given, then split, then seed.
+  first = {m: i for i, m in enumerate(dict.fromkeys(long["method"]))}
+  long = long.assign(_m=long["method"].map(first)).sort_values(
+      ["dataset", "_m", "split", "seed"], kind="stable")
   return long[["dataset", "method", "split", "seed", "metric", "value", "n_examples",
-               "status", "key"]]
+               "status", "key"]].reset_index(drop=True)
 
 
 def identical_across_seeds(frame: pd.DataFrame) -> list[str]:

@@ -53,7 +53,8 @@ def test_all_methods_then_rerun_trains_nothing_and_is_byte_identical(tmp_path):
   assert first.returncode == 0, first.stderr
   csv = tmp_path / "tables" / "synthetic_spurious.csv"
   tex = tmp_path / "tables" / "synthetic_spurious.tex"
-  csv1, tex1 = csv.read_bytes(), tex.read_bytes()
+  seeds = tmp_path / "tables" / "synthetic_spurious.seeds.csv"
+  csv1, tex1, seeds1 = csv.read_bytes(), tex.read_bytes(), seeds.read_bytes()
   frame = pd.read_csv(csv)
   assert list(frame.columns) == COLUMNS
   # every method but those needing LoRA targets, which the tabular MLP lacks
@@ -67,3 +68,5 @@ def test_all_methods_then_rerun_trains_nothing_and_is_byte_identical(tmp_path):
   assert second.returncode == 0, second.stderr
   assert "components: 0 trained" in second.stdout
   assert csv.read_bytes() == csv1 and tex.read_bytes() == tex1
+  assert seeds.read_bytes() == seeds1           # intervals and per-seed rows included
+  assert len(list((tmp_path / "reports" / "synthetic_spurious").iterdir())) == 2

@@ -218,3 +218,21 @@ def test_two_configs_leave_two_reports_and_load_keeps_them_apart(run_cli, tmp_pa
   latest = (tmp_path / "tables" / "synthetic_spurious.tex").read_text()
   assert "epochs=3" in latest
   assert latest == (folders[-1] / "synthetic_spurious.tex").read_text()
+
+
+def test_a_class_never_in_id_training_is_noted():
+  import dataclasses
+
+  from benchmark import setup
+  from benchmark.data import Split
+  splits = setup.load_splits("synthetic_spurious", setup.resolve_config(
+      "synthetic_spurious", "smoke"))
+  assert splits.unseen_classes() == {}
+  tr = splits.train
+  keep = np.asarray(tr.label) == 0   # ID training without class 1
+  only0 = Split({k: v[keep] for k, v in tr.large.items()},
+                {k: v[keep] for k, v in tr.small.items()}, np.asarray(tr.label)[keep])
+  notes = dataclasses.replace(splits, train=only0).unseen_classes()
+  assert set(notes) == {"val", "test_id", "ood/x_only"}
+  n1 = int(np.sum(np.asarray(splits.test_id.label) == 1))
+  assert f"1 class(es) (1; {n1} example(s)) never occur in ID training" == notes["test_id"]

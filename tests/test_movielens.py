@@ -141,7 +141,7 @@ def test_cli_runs_movielens_with_minilm_and_reuses_cached_taps(tmp_path):
   args = [sys.executable, "run_benchmark.py", "--dataset", "movielens_genre", "--backbone",
           "minilm_l6", "--method", "lp,levi_pretrained,a4", "--preset", "smoke", "--seeds", "0",
           "--workdir", str(tmp_path)]
-  first = subprocess.run(args, cwd=root, capture_output=True, text=True)
+  first = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=600)
   assert first.returncode == 0, first.stderr[-2000:]
   frame = pd.read_csv(tmp_path / "tables" / "movielens_genre.csv")
   assert set(frame["split"]) == {"test_id", "ood"} | {f"ood/{g}" for g in EXPECTED_GENRES}
@@ -152,7 +152,7 @@ def test_cli_runs_movielens_with_minilm_and_reuses_cached_taps(tmp_path):
   # A new invocation with another method reads them instead of recomputing.
   before = {p: p.stat().st_mtime_ns for p in tap_dirs[0].iterdir()}
   second = subprocess.run(args[:7] + ["lp"] + args[8:] + ["--config.lr.lp=0.1"], cwd=root,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=600)
   assert second.returncode == 0, second.stderr[-2000:]
   assert "components: 1 trained" in second.stdout
   assert {p: p.stat().st_mtime_ns for p in tap_dirs[0].iterdir()} == before

@@ -118,7 +118,8 @@ def _kill_when(workdir, ready, timeout=300) -> bool:
         p.wait(timeout=60)
         return True
       time.sleep(0.05)
-    p.communicate(timeout=60)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, f"the sweep failed before it could be killed: {err[-3000:]}"
   finally:
     if p.poll() is None:
       p.kill()

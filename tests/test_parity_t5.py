@@ -23,7 +23,7 @@ from benchmark.models import params as P
 from benchmark.models.t5 import (T5Backbone, T5Config, load_hf_t5,
                                  relative_position_bucket)
 
-TOL = 1e-4
+TOL = 2e-5  # measured max |ours - HF|: 4.8e-6 encoder, 7.6e-6 decoder (README)
 T5_SMALL_PARAMS = 60_506_624   # HF T5Model("t5-small"), embeddings tied
 SMALL = dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6,
              num_decoder_layers=6, num_heads=8, relative_attention_num_buckets=32,

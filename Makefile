@@ -51,14 +51,15 @@ $(TEST_WHEELS)/.complete: | $(VENV)/.installed
 	touch $@
 test-data: $(TEST_WHEELS)/.complete
 
-# Two workers (pytest-xdist): every test is independent and seeds its own
+# Two workers (pytest-xdist), one test file per worker at a time (module
+# fixtures are built once): every test is independent and seeds its own
 # randomness, so the result does not depend on how tests are distributed.
 PYTEST_WORKERS ?= 2
 test: install-dev test-data
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 test-fast: install-dev test-data
-	$(PY) -m pytest -q -m "not slow" -n $(PYTEST_WORKERS)
+	$(PY) -m pytest -q -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile
 
 # Mutants of the modules whose logic decides numbers ([mutmut] in setup.cfg),
 # against the fast unit tests; results and survivors: docs/testing.md.

@@ -386,3 +386,20 @@ def test_run_and_collect_every_method_and_seed(tmp_path):
   got = protocol.collect(ctx, ms, [0, 1])
   assert [(r["method"], r["seed"]) for r in got] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
   assert [r["scores"]["test_id"] for r in got] == [1.0, 2.0, 1.0, 2.0]
+
+
+def test_pending_after_the_grid_is_stored_uses_its_choice_not_the_stand_in(tmp_path):
+  ctx = FakeCtx(grid="1e-3,1e-2", root=tmp_path)
+  for lr, val in ((1e-3, 0.9), (1e-2, 0.5)):   # RMSE: 1e-2 wins
+    ctx.store.write(ctx.store.component_path("ft", f"ft-0-{lr}"),
+                    {"status": "ok", "scores": {"val": val}})
+  todo = sweep.pending(ctx, [FakeMethod("ft", ["ft"])], [0, 1])
+  assert [(s.key, why) for s, why in todo] == [("ft-1-0.01", "seeds")]
+  assert sweep.stored_choice(ctx, [1e-3, 1e-2], [ctx.spec_with_lr("ft", 0, v)
+                                                 for v in (1e-3, 1e-2)]) == 1e-2
+  # A failed grid point is skipped; one missing: no choice yet.
+  ctx.store.write(ctx.store.component_path("ft", "ft-0-0.01"), {"status": "failed"})
+  assert sweep.stored_choice(ctx, [1e-3, 1e-2], [ctx.spec_with_lr("ft", 0, v)
+                                                 for v in (1e-3, 1e-2)]) == 1e-3
+  assert sweep.stored_choice(ctx, [1e-3, 3.0], [ctx.spec_with_lr("ft", 0, v)
+                                                for v in (1e-3, 3.0)]) is None

@@ -268,6 +268,7 @@ def test_select_keeps_the_best_val_score_first_on_ties_and_records_every_candida
   ctx = FakeCtx(val=val)
   ch = sweep.select(ctx, [FakeMethod("ft", ["ft"])], 0)
   assert list(ch) == ["ft"] and ch["ft"].lr == 1e-2 and ch["ft"].val == 0.7
+  assert ch["ft"].kind == "ft" and ch["ft"].to_json()["kind"] == "ft"
   assert [c["lr"] for c in ch["ft"].candidates] == [1e-3, 1e-2, 1e-1]
   assert ch["ft"].candidates[0] == {"lr": 1e-3, "key": "ft-0-0.001", "status": "ok", "val": 0.9}
   assert sweep.chosen_lrs(ch) == {"ft": 1e-2}
@@ -403,3 +404,118 @@ def test_pending_after_the_grid_is_stored_uses_its_choice_not_the_stand_in(tmp_p
                                                  for v in (1e-3, 1e-2)]) == 1e-3
   assert sweep.stored_choice(ctx, [1e-3, 3.0], [ctx.spec_with_lr("ft", 0, v)
                                                 for v in (1e-3, 3.0)]) is None
+
+
+# -- kills of surviving mutants (make mutation; docs/testing.md) -------------------
+def test_store_keys_are_pinned_and_canonical():
+  from benchmark.store import canonical, versions
+  # Pinned: a change of the canonical form would re-key (orphan) every record.
+  assert canonical({"b": (1, 2), "a": 1}) == '{"a":1,"b":[1,2]}'
+  assert key_of({"a": 1, "b": [1, 2]}) == "8baa73198470c7bb4c3c"
+  assert key_of({"x": np.int64(3), "y": np.float32(0.5), "z": np.arange(2), "s": {4}}) == \
+      key_of({"x": 3, "y": 0.5, "z": [0, 1], "s": [4]})
+  with pytest.raises(TypeError, match="not JSON-serialisable: <class 'object'>"):
+    key_of({"o": object()})
+  assert set(versions()) == {"python", "jax", "jaxlib", "flax", "optax", "numpy"}
+  assert versions()["numpy"] == np.__version__
+
+
+def test_numbers_text_three_in_a_row_is_a_range():
+  assert PT.numbers_text([1, 2, 3]) == "1–3"
+  assert PT.headline_value({}) is None
+
+
+def test_caption_plus_minus_becomes_latex_math():
+  t = PT.TABLES[14]
+  tex = PT.to_latex(t, PT.frame(t, [], {PT.ML: "no data", PT.AZ: "no data"}), "a ± b")
+  assert r"\caption{a $\pm$ b}" in tex
+
+
+def test_identical_across_seeds_keeps_the_frames_method_order():
+  f = _frame([("b", "x", 0.0, 2), ("a", "x", 0.0, 2)])
+  assert tables.identical_across_seeds(f) == ["b", "a"]
+
+
+def _toy_records(methods, splits=("test_id",), metric="rmse"):
+  return [{"dataset": "d", "method": m, "seed": 0, "status": "ok", "metric": metric,
+           "scores": {s: 1.0 + i for s in splits}, "n_examples": {s: 1 for s in splits}}
+          for i, m in enumerate(methods)]
+
+
+def test_wide_and_latex_with_one_method_and_partial_labels():
+  f = tables.dataset_frame(_toy_records(["m"]))
+  w = tables.wide(f)
+  assert w.index.name is None and w.columns.name is None
+  tex = tables.to_latex(f, {}, "c")           # one method: best, no second
+  assert r"\textbf{1.000}" in tex and r"\underline" not in tex
+  f2 = tables.dataset_frame(_toy_records(["m", "n"]))
+  tex2 = tables.to_latex(f2, {"m": "Method M"}, "c")
+  assert "Method M" in tex2 and "\nn &" in tex2    # an unlabelled method keeps its name
+
+
+def test_ranks_skip_a_split_without_numbers_and_go_on():
+  recs = [{"dataset": "d", "method": m, "seed": 0, "status": "ok", "metric": "rmse",
+           "scores": {"ood/b": v}, "n_examples": {"test_id": 1, "ood/b": 1}}
+          for m, v in (("m", 1.0), ("n", 2.0))]
+  f = tables.dataset_frame(recs)   # test_id: no scores (NaN), then ood/b
+  styles = tables._rank_styles(f)
+  assert (styles["test_id"] == "").all()
+  assert "textbf" in styles.loc["m", "ood/b"] and "underline" in styles.loc["n", "ood/b"]
+
+
+def test_grid_errors_name_the_config_key():
+  with pytest.raises(UserError, match=r"protocol\.lr_grid='abc'"):
+    sweep.grid(FakeCtx(grid="abc"), "ft")
+  with pytest.raises(UserError, match=r"protocol\.lr_grid_lp="):
+    sweep.grid(FakeCtx(grid_lp="-1"), "lp")
+
+
+def test_select_goes_on_past_a_kind_without_a_grid():
+  ctx = FakeCtx(grid="1e-3,1e-2", grid_lp="", val={("lp_ft", 1e-2): 0.1})
+  ch = sweep.select(ctx, [FakeMethod("lp_ft", ["lp_ft"])], 0)
+  assert list(ch) == ["lp_ft"] and ch["lp_ft"].lr == 1e-2
+
+
+def test_pending_with_one_seed_and_without_a_grid(tmp_path):
+  ctx = FakeCtx(grid="", root=tmp_path)
+  assert [s.key for s, _ in sweep.pending(ctx, [FakeMethod("ft", ["ft"])], [0])] == ["ft-0-0.5"]
+  ctx = FakeCtx(grid="1e-3", root=tmp_path)
+  assert [s.key for s, _ in sweep.pending(ctx, [FakeMethod("ft", ["ft"])], [3])] == [
+      "ft-3-0.001"]
+
+
+class Strict(Const):
+  """Checks what run_method hands it: the context, its seed's components."""
+
+  def combine(self, ctx, seed, comps):
+    assert isinstance(ctx, RunCtx) and set(comps) == set(self.kinds)
+    assert all(c.spec.seed == seed for c in comps.values())
+    return super().combine(ctx, seed, comps)
+
+  def config(self, ctx):
+    assert ctx is not None
+    return {"k": 1}
+
+
+def test_run_method_hands_combine_the_context_and_counts(tmp_path):
+  ctx = RunCtx(tmp_path)
+  calls = []
+  ctx.info.eval_classes = lambda k: calls.append(k)
+  ctx.component = lambda spec: (ctx.trained.append(spec.key), SimpleNamespace(
+      record={"n_trainable": 7} if spec.kind == "ft" else {}, spec=spec))[1]
+  m = Strict("s", ["ft", "fs"])
+  rec = protocol.run_method(ctx, m, 1)
+  assert rec["config"] == {"k": 1} and rec["n_trainable"] == 7   # no count: 0
+  assert calls == ["val", "test_id"] and sorted(ctx.trained) == ["fs-1-0.5", "ft-1-0.5"]
+  assert 0 <= rec["combine_s"] < 60
+  assert ctx.messages == ["s seed 1"]
+  again = RunCtx(tmp_path)
+  protocol.run_method(again, m, 1)
+  protocol.run_method(again, m, 1)
+  assert again.methods_reused == 2 and again.messages == ["s seed 1 (stored)"] * 2
+
+
+def test_failed_record_keeps_key_and_metric(tmp_path):
+  rec = protocol.run_method(RunCtx(tmp_path, fail=True), Const("c", ["ft"]), 0)
+  assert rec["key"] == protocol.method_key(RunCtx(tmp_path), Const("c", ["ft"]), 0)[0]
+  assert rec["metric"] == "rmse"

@@ -32,6 +32,10 @@ def test_accuracy_restricted_to_the_split_classes():
   assert metrics.score(CLS, logp, np.array([2, 1]), classes=[1, 2]) == 100.0
   assert metrics.score(CLS, logp, np.array([2, 1])) == 0.0
   assert metrics.score(CLS, logp, np.array([2, 2]), classes=np.array([1, 2])) == 50.0
+  # More examples than classes: the argmax runs over classes, per example.
+  logp3 = np.log(np.array([[0.1, 0.6, 0.3], [0.2, 0.3, 0.5], [0.3, 0.3, 0.4]]))
+  assert metrics.score(CLS, logp3, np.array([1, 2, 2]), classes=[1, 2]) == 100.0
+  assert metrics.score(CLS, logp3[:, :2], np.array([1, 0, 0])) == pytest.approx(200 / 3)
 
 
 def test_better_and_worst_by_task():
@@ -67,7 +71,7 @@ def test_choose_on_val_best_and_first_on_ties():
   rmse = {"a": 1.0, "b": 0.8, "c": 0.8, "d": 2.0}
   assert rules.choose_on_val(REGRESSION, list(rmse), rmse.get) == ("b", 0.8)
   assert rules.choose_on_val(CLS, ["x"], lambda _: 0.0) == ("x", 0.0)
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match="nothing to choose from"):
     rules.choose_on_val(CLS, [], lambda _: 0.0)
 
 

@@ -519,3 +519,88 @@ def test_failed_record_keeps_key_and_metric(tmp_path):
   rec = protocol.run_method(RunCtx(tmp_path, fail=True), Const("c", ["ft"]), 0)
   assert rec["key"] == protocol.method_key(RunCtx(tmp_path), Const("c", ["ft"]), 0)[0]
   assert rec["metric"] == "rmse"
+
+
+def test_store_layout_is_pinned(tmp_path):
+  store = RunStore(tmp_path)
+  assert store.component_path("ft", "k") == tmp_path / "runs" / "components" / "ft" / "k.json"
+  assert store.method_path("d", "m", "k") == tmp_path / "runs" / "methods" / "d" / "m" / "k.json"
+
+
+def test_new_temp_is_a_fresh_write_only_file_beside_the_path(tmp_path, monkeypatch):
+  import stat
+
+  from benchmark import store as S
+  old = os.umask(0o022)
+  try:
+    fd, tmp = S.new_temp(tmp_path / "r.json")
+  finally:
+    os.umask(old)
+  assert tmp.parent == tmp_path and tmp.name.startswith(".r.json.") and tmp.name.endswith(".tmp")
+  assert len(tmp.name) == len(".r.json.") + 12 + len(".tmp")        # 6 random bytes, hex
+  assert stat.S_IMODE(tmp.stat().st_mode) == 0o644                  # 0666 less the umask
+  with pytest.raises(OSError):
+    os.read(fd, 1)                                                  # write-only
+  os.close(fd)
+  fd, tmp2 = S.new_temp(tmp_path / "r.json", read_write=True)
+  os.write(fd, b"ab")
+  os.lseek(fd, 0, 0)
+  assert os.read(fd, 2) == b"ab"
+  os.close(fd)
+  import fcntl
+  fd, _ = S.new_temp(tmp_path / "c")
+  assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+  os.close(fd)
+  # A name already taken is skipped; after 100 taken names it gives up.
+  names = iter(["aaaaaaaaaaaa"] * 100 + ["bbbbbbbbbbbb"])
+  monkeypatch.setattr(S.secrets, "token_hex", lambda n: next(names))
+  (tmp_path / ".x.aaaaaaaaaaaa.tmp").write_text("taken")
+  with pytest.raises(FileExistsError) as e:
+    S.new_temp(tmp_path / "x")
+  assert e.value.errno == __import__("errno").EEXIST and "no free temporary name" in str(e.value)
+  assert str(tmp_path / "x") in str(e.value)
+  names2 = iter(["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+  monkeypatch.setattr(S.secrets, "token_hex", lambda n: next(names2))
+  fd, got = S.new_temp(tmp_path / "x")
+  os.close(fd)
+  assert got.name == ".x.bbbbbbbbbbbb.tmp"
+
+
+def test_atomic_write_errors(tmp_path, monkeypatch):
+  import errno
+
+  from benchmark import store as S
+  real = os.replace
+
+  def full(src, dst):
+    raise OSError(errno.ENOSPC, "No space left on device")
+  monkeypatch.setattr(S.os, "replace", full)
+  with pytest.raises(UserError, match=r"cannot write .*r\.json: No space left on device; free"):
+    S.atomic_write_text(tmp_path / "r.json", "x")
+  assert list(tmp_path.iterdir()) == []            # the temporary is gone
+
+  def other(src, dst):
+    raise OSError(errno.EIO, "I/O error")
+  monkeypatch.setattr(S.os, "replace", other)
+  with pytest.raises(OSError) as e:
+    S.atomic_write_text(tmp_path / "r.json", "x")
+  assert not isinstance(e.value, UserError) and list(tmp_path.iterdir()) == []
+  monkeypatch.setattr(S.os, "replace", real)
+
+  def boom(path, read_write=False):
+    raise KeyboardInterrupt
+  monkeypatch.setattr(S, "new_temp", boom)
+  with pytest.raises(KeyboardInterrupt):
+    S.atomic_write_text(tmp_path / "sub" / "r.json", "x")
+
+
+def test_read_sets_aside_what_is_not_a_json_object(tmp_path, capsys):
+  store = RunStore(tmp_path)
+  p = tmp_path / "r.json"
+  p.write_text("[1, 2]")
+  assert store.read(p) is None
+  assert "is not valid JSON (not a JSON object)" in capsys.readouterr().err
+  p.write_text('{"a": 1}')          # no checksum: read as is
+  assert store.read(p) == {"a": 1}
+  p.write_bytes('{"a": "é"}'.encode("utf-8"))
+  assert store.read(p) == {"a": "é"}

@@ -39,7 +39,8 @@ def summarise(text: str):
       per[mod]["killed"] += 1
     else:
       per[mod]["survived"] += 1
-      per[mod][status] += 1
+      if status == "no tests":
+        per[mod]["no_tests"] += 1
       survivors[mod].append(f"{fn}__mutmut_{n} ({status})")
   return per, survivors
 
@@ -52,9 +53,9 @@ def table(per) -> str:
     c = per[mod]
     tot.update(c)
     rows.append(f"| `{mod}` | {c['total']} | {c['killed']} | {c['survived']} "
-                f"({c['no tests']}) | {100 * c['killed'] / c['total']:.1f}% |")
+                f"({c['no_tests']}) | {100 * c['killed'] / c['total']:.1f}% |")
   rows.append(f"| **all** | {tot['total']} | {tot['killed']} | {tot['survived']} "
-              f"({tot['no tests']}) | {100 * tot['killed'] / max(tot['total'], 1):.1f}% |")
+              f"({tot['no_tests']}) | {100 * tot['killed'] / max(tot['total'], 1):.1f}% |")
   return "\n".join(rows)
 
 

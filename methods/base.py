@@ -102,12 +102,8 @@ class ChosenOnVal(Method):
     return None
 
   def combine(self, ctx, seed, comps):
-    from benchmark.metrics import better
-    best = None
-    for name, c in comps.items():
-      if best is None or better(ctx.task, c.record["scores"]["val"],
-                                comps[best].record["scores"]["val"]):
-        best = name
+    from methods.rules import choose_on_val
+    best, _ = choose_on_val(ctx.task, list(comps), lambda n: comps[n].record["scores"]["val"])
     return MethodOutput(dict(comps[best].preds), {
         "chosen": best, "setting": self.setting(comps[best].spec),
         "val": {n: c.record["scores"]["val"] for n, c in comps.items()}})

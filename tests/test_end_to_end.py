@@ -43,7 +43,7 @@ def test_ft_trained_once_per_seed_for_every_method_that_reuses_it(tmp_path):
 
 def _cli(*args):
   return subprocess.run([sys.executable, "run_benchmark.py", *args], cwd=ROOT,
-                        capture_output=True, text=True)
+                        capture_output=True, text=True, timeout=600)
 
 
 def test_all_methods_then_rerun_trains_nothing_and_is_byte_identical(tmp_path):

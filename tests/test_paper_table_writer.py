@@ -1,12 +1,13 @@
 """The paper-layout table writer (``--table N``) against golden files, from
 fixed records; and its cells by computation.
 
-Regenerate after an intended format change:
-``UPDATE_GOLDEN=1 python -m pytest tests/test_paper_table_writer.py`` (then read them).
+The golden files (a CSV and a LaTeX file for every paper table, from the
+toy stores of ``tests/golden_records.py``) are written only by
+``python -m tools.regen_golden`` after an intended format change: the test
+compares, it never writes.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +44,24 @@ def frame():
   return PT.frame(PT.TABLES[5], recs, {PT.AZ: "no data (place the files under --data_dir)"})
 
 
-def test_golden_csv_and_latex(frame, tmp_path):
-  csv, tex = PT.write(PT.TABLES[5], frame, tmp_path, "Table 5. golden")
-  for got, name in ((csv, "table5.csv"), (tex, "table5.tex")):
+@pytest.mark.parametrize("number", sorted(PT.TABLES))
+def test_golden_csv_and_latex(number, tmp_path):
+  from tests.golden_records import write_table
+  csv, tex = write_table(number, tmp_path)
+  for got, name in ((csv, f"table{number}.csv"), (tex, f"table{number}.tex")):
     gold = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN"):
-      gold.write_bytes(got.read_bytes())
-    assert got.read_text() == gold.read_text(), name
+    assert gold.exists(), f"{gold} missing: python -m tools.regen_golden --only table{number}"
+    assert got.read_bytes() == gold.read_bytes(), name
+
+
+def test_golden_files_are_written_only_by_the_tool():
+  """No test writes a golden file: an update flag left set in a shell used
+  to rewrite the golden and compare it with itself."""
+  flag = "UPDATE" + "_GOLDEN"
+  for p in Path(__file__).parent.glob("*.py"):
+    assert flag not in p.read_text(), p.name
+  assert sorted(p.name for p in GOLDEN.glob("table*.csv")) == sorted(
+      f"table{n}.csv" for n in PT.TABLES)
 
 
 def test_cells_by_computation(frame):

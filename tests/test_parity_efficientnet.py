@@ -18,6 +18,12 @@ from benchmark.models import torch_pickle
 from benchmark.models.efficientnet import EfficientNetLite, load_lite0, weights_path
 
 
+# Measured max |ours - torch|: 6.7e-6 on the ImageNet logits, 6.0e-6 on the pooled
+# features (README quotes both).
+LOGITS_TOL = 2e-5
+FEATURES_TOL = 2e-5
+
+
 @pytest.fixture(scope="module")
 def lite0():
   m = EfficientNetLite(with_classifier=True, rngs=nnx.Rngs(0))
@@ -54,9 +60,10 @@ def test_logits_match_the_pytorch_implementation(lite0):
     feats = ref.extract_features(xt).mean((2, 3)).numpy()
   got = np.asarray(lite0.logits({"image": jnp.asarray(x)}))
   err = float(np.max(np.abs(got - want)))
-  assert err < 1e-3, f"logits differ by {err}"
-  np.testing.assert_allclose(np.asarray(lite0({"image": jnp.asarray(x)})[-1]), feats,
-                             atol=1e-4)
+  feat_err = float(np.max(np.abs(np.asarray(lite0({"image": jnp.asarray(x)})[-1]) - feats)))
+  print(f"max |ours - torch|: logits {err}, pooled features {feat_err}")
+  assert err < LOGITS_TOL, f"logits differ by {err}"
+  assert feat_err < FEATURES_TOL, f"pooled features differ by {feat_err}"
 
 
 def test_pretrained_weights_recognise_a_real_photo(lite0):

@@ -4,12 +4,10 @@ same encoder and decoder hidden states, same taps, same parameter count; and
 broken or foreign weight files fail with one-line errors."""
 from __future__ import annotations
 
-import os
 import re
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE and JAX_PLATFORMS: set for the whole
+# session by tests/conftest.py, not here (a module setting them changed later tests).
 
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from benchmark.models import params as P
 from benchmark.models.t5 import (T5Backbone, T5Config, load_hf_t5,
                                  relative_position_bucket)
 
-TOL = 1e-4
+TOL = 2e-5  # measured max |ours - HF|: 4.8e-6 encoder, 7.6e-6 decoder (README)
 T5_SMALL_PARAMS = 60_506_624   # HF T5Model("t5-small"), embeddings tied
 SMALL = dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6,
              num_decoder_layers=6, num_heads=8, relative_attention_num_buckets=32,

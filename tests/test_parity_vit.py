@@ -17,6 +17,7 @@ from benchmark.models import params as P
 from benchmark.models.vit import ViT, ViTConfig, load_vit, resample_posemb
 from tests.vit_files import augreg_from_ours
 
+TOL = 2e-5  # measured max |ours - HF| over the 13 hidden states: 7.9e-6 (README)
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
@@ -65,18 +66,19 @@ def test_every_block_matches_transformers(b16):
   ours = _ours(folder)
   states = ours.sequence_outputs({"image": jnp.asarray(x)})
   assert len(states) == len(ref.hidden_states) == 13
-  for i, (a, b) in enumerate(zip(states, ref.hidden_states)):
-    err = float(np.max(np.abs(np.asarray(a) - b.numpy())))
-    assert err < 1e-4, f"hidden state {i}: max abs error {err}"
+  errs = [float(np.max(np.abs(np.asarray(a) - b.numpy())))
+          for a, b in zip(states, ref.hidden_states)]
+  print("max |ours - HF| per hidden state (embeddings, blocks 1..12):", errs)
+  assert max(errs) < TOL, errs
   taps = ours({"image": jnp.asarray(x)})
   assert len(taps) == ours.num_blocks == 12 and ours.tap_dims == (768,) * 12
   assert all(t.shape == (2, 768) and t.dtype == jnp.float32 for t in taps)
   # The last tap is the class token after the final LayerNorm; the others
   # are the class token of each block's output.
   np.testing.assert_allclose(np.asarray(taps[-1]), ref.last_hidden_state[:, 0].numpy(),
-                             atol=1e-4)
+                             atol=TOL, rtol=0)
   np.testing.assert_allclose(np.asarray(taps[3]), ref.hidden_states[4][:, 0].numpy(),
-                             atol=1e-4)
+                             atol=TOL, rtol=0)
 
 
 def _to_big_vision(folder, heads=12) -> dict[str, np.ndarray]:

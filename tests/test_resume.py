@@ -97,24 +97,54 @@ def _popen(args, workdir):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _ckpts(workdir) -> set:
+  """Mid-training checkpoints on disk: ``ckpt/<kind>/<key>/<epoch>`` folders."""
+  return {p for p in (workdir / "ckpt").glob("*/*/*") if p.is_dir() and p.name.isdigit()} if (
+      workdir / "ckpt").exists() else set()
+
+
 def _kill_when(workdir, ready, timeout=300) -> bool:
-  """Starts the sweep and SIGKILLs it once ``ready(workdir)``; False if it
-  finished first."""
+  """Starts the sweep and SIGKILLs it once ``ready(workdir, before)`` holds,
+  ``before`` being the records and checkpoints on disk when it started: a
+  condition must look at what this process did, not at what an earlier killed
+  one left (that would fire at start-up). False if it finished first."""
+  before = {"records": set(_records(workdir)), "ckpts": _ckpts(workdir)}
   p = _popen(SWEEP, workdir)
   t0 = time.monotonic()
-  while p.poll() is None and time.monotonic() - t0 < timeout:
-    if ready(workdir):
-      p.send_signal(signal.SIGKILL)
-      p.wait()
-      return True
-    time.sleep(0.05)
-  p.communicate()
+  try:
+    while p.poll() is None and time.monotonic() - t0 < timeout:
+      if ready(workdir, before):
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=60)
+        return True
+      time.sleep(0.05)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, f"the sweep failed before it could be killed: {err[-3000:]}"
+  finally:
+    if p.poll() is None:
+      p.kill()
+      p.communicate(timeout=60)
   return False
 
 
-def _mid_training(workdir) -> bool:
-  return any(p.is_dir() for p in (workdir / "ckpt").glob("*/*/*")) if (
-      workdir / "ckpt").exists() else False
+def _new_records(share, total):
+  """Once this process has written ``share`` of the records still missing
+  (of ``total``, what the uninterrupted sweep writes), at least one."""
+  def ready(w, before):
+    missing = total - len(before["records"])
+    return len(set(_records(w)) - before["records"]) >= max(1, int(share * missing))
+  return ready
+
+
+def _mid_training(workdir, before) -> bool:
+  """A checkpoint this process saved, of a component it has no record of yet
+  (killed between two epochs of that training)."""
+  done = {r.stem for r in _records(workdir)}
+  return any(c.parent.name not in done for c in _ckpts(workdir) - before["ckpts"])
+
+
+def _components(workdir):
+  return sorted((workdir / "runs" / "components").rglob("*.json"))
 
 
 def test_sigkill_at_several_points_then_resume_gives_identical_tables(tmp_path):
@@ -122,29 +152,41 @@ def test_sigkill_at_several_points_then_resume_gives_identical_tables(tmp_path):
   p = _popen(SWEEP, ref)
   out, err = p.communicate(timeout=600)
   assert p.returncode == 0, err
-  n_components = len(list((ref / "runs" / "components").rglob("*.json")))
+  n_components, total = len(_components(ref)), len(_records(ref))
 
   wd = tmp_path / "killed"
-  kills = [lambda w: len(_records(w)) >= 1,    # after the first record
-           _mid_training,                      # between two epochs of a training
-           lambda w: len(_records(w)) >= 8,    # between components
-           lambda w: len(_records(w)) >= 16]   # with methods half done
-  killed = 0
+  kills = [_new_records(0, total),      # after the first record
+           _mid_training,               # between two epochs of a training
+           _new_records(1 / 3, total),  # between components
+           _new_records(1 / 2, total)]  # with methods half done
+  killed, resumable = [], set()
   for ready in kills:
-    killed += _kill_when(wd, ready)
+    killed.append(_kill_when(wd, ready))
     for rec in _records(wd):  # whatever the kill interrupted, no record is partial
       json.loads(rec.read_text())
-  assert killed >= 3, "the sweep finished before it could be killed"
+    if ready is _mid_training:  # the trainings it cut short, checkpoint on disk
+      done = {r.stem for r in _records(wd)}
+      resumable = {c.parent.name for c in _ckpts(wd) if c.parent.name not in done}
+  assert killed[1] and resumable, "the sweep was never killed between two epochs of a training"
+  assert sum(killed) >= 3, f"the sweep finished before it could be killed: {killed}"
 
   p = _popen(SWEEP, wd)
   out, err = p.communicate(timeout=600)
   assert p.returncode == 0, err
   reused = int(re.search(r"(\d+) read from the store; method", out).group(1))
   assert reused > 0, out  # the rerun picked up what the killed runs finished
+  # Training is deterministic, so retraining from scratch would give the same
+  # bytes: what shows that the checkpoint was used is the record of each
+  # training killed mid-way (finished by a later process), which must say it
+  # resumed.
+  recs = {r.stem: json.loads(r.read_text()) for r in _components(wd)}
+  resumed = {k: recs[k]["timings"]["resumed_from_epoch"] for k in resumable if k in recs}
+  assert set(resumed) == resumable and all(e > 0 for e in resumed.values()), (
+      f"trainings killed mid-way did not resume from their checkpoints: {resumed}")
   for name in ("synthetic_spurious.csv", "synthetic_spurious.tex"):
     assert (wd / "tables" / name).read_bytes() == (ref / "tables" / name).read_bytes(), name
   # Every component once: none trained twice under another key, none lost.
-  assert len(list((wd / "runs" / "components").rglob("*.json"))) == n_components
+  assert len(_components(wd)) == n_components
   assert not list((wd / "runs").rglob("*.corrupt-*"))
   assert not (wd / "ckpt").exists() or not list((wd / "ckpt").glob("*/*"))
 

@@ -1,8 +1,9 @@
 """Store keys of every component kind and every method, pinned: a refactor
 of spec building that changed a key would silently retrain (or orphan)
 every stored record. ``tests/golden/spec_keys.json`` was written by
-``keys()`` below; regenerate it only for a deliberate change of what a
-component is, and say so in the commit."""
+``keys()`` below (``python -m tools.regen_golden --only spec_keys``);
+regenerate it only for a deliberate change of what a component is, and say
+so in the commit."""
 from __future__ import annotations
 
 import json

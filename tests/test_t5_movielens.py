@@ -30,7 +30,7 @@ def test_t5_checkpoint_runs_movielens(tmp_path):
       [sys.executable, "run_benchmark.py", "--dataset", "movielens_genre", "--backbone",
        "t5_small", f"--config.backbones.t5_small.checkpoint={ckpt}", "--method",
        "lp,levi", "--preset", "smoke", "--seeds", "0", "--workdir", str(tmp_path / "w")],
-      cwd=ROOT, capture_output=True, text=True)
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-2000:]
   frame = pd.read_csv(tmp_path / "w" / "tables" / "movielens_genre.csv")
   assert set(frame["method"]) == {"lp", "levi"}

@@ -102,7 +102,8 @@ def _run_on(devices: int, workdir: Path) -> dict:
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
              JAX_PLATFORMS="cpu")
   out = subprocess.run([sys.executable, "-c", SCRIPT % {"root": str(ROOT), "workdir": str(workdir)}],
-                       env=env, capture_output=True, text=True, cwd=ROOT, check=True)
+                       env=env, capture_output=True, text=True, cwd=ROOT, check=True,
+                       timeout=300)
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -42,13 +42,37 @@ def ctx(tmp_path_factory):
   return Context(_splits(), config, "vit_tiny", RunStore(tmp_path_factory.mktemp("wd")))
 
 
+def check_scores(ctx, method, rec, at_least=None):
+  """The record's scores are the accuracies of the stored predictions of the
+  method's component on each split (its classes only), not just numbers in
+  [0, 100]; ``at_least``: test_id and OOD accuracies it must reach."""
+  from benchmark.metrics import score
+  assert rec["status"] == "ok", rec
+  assert set(rec["scores"]) == {"val", "test_id", "ood/pair", "ood/all"}
+  m = METHODS.get(method)
+  if getattr(m, "kind", ""):   # one component: its predictions are the method's
+    preds = ctx.component(ctx.spec(m.kind, 0)).preds
+    labels = {k: s.label for k, s in ctx.splits.eval_splits().items()}
+    for k, v in rec["scores"].items():
+      assert v == score("classification", preds[k], labels[k], ctx.info.eval_classes(k)), k
+      p = np.exp(np.asarray(preds[k], np.float64))
+      np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-4)   # log-probabilities
+  if at_least is not None:
+    low = {k: v for k, v in rec["scores"].items() if k != "val" and v < at_least}
+    assert not low, f"{method} should learn the toy task: {rec['scores']}"
+
+
+# Measured (3 epochs): LEVI's CNN learns the bright-quadrant task (100% ID,
+# >= 95% on both OOD groups); the 2-block ViT alone does not move off chance
+# in 3 epochs (about 20% ID), so those rows are checked by recomputation only.
+LEARNS = {"levi": 90.0, "levi_lora": 90.0}
+
+
 @pytest.mark.parametrize("method", ["ft", "lp", "levi", "lora", "levi_lora"])
 def test_vision_rows_train_and_score(ctx, method):
   from benchmark import protocol
   rec = protocol.run_method(ctx, METHODS.get(method), 0)
-  assert rec["status"] == "ok", rec
-  assert set(rec["scores"]) == {"val", "test_id", "ood/pair", "ood/all"}
-  assert all(0 <= v <= 100 for v in rec["scores"].values())
+  check_scores(ctx, method, rec, LEARNS.get(method))
 
 
 def test_lora_trains_only_factors_and_head(ctx):

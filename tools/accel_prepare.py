@@ -78,13 +78,13 @@ def wheels(dest: Path) -> list[str]:
   dest.mkdir(parents=True, exist_ok=True)
   cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
          "--quiet", "--dest", str(dest), *reqs]
-  subprocess.run(cmd, check=True)
+  subprocess.run(cmd, check=True, timeout=1800)
   return reqs
 
 
 def tree_mib() -> float:
   files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout.split()
+                         capture_output=True, text=True, check=True, timeout=60).stdout.split()
   return sum((REPO / f).stat().st_size for f in files if (REPO / f).is_file()) / 2 ** 20
 
 

@@ -328,7 +328,8 @@ def test_cli_writes_every_amazon_row(rows, tmp_path):
       capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   f = pd.read_csv(tmp_path / "wd" / "tables" / "amazon_reviews.csv")
-  want = ["test_id", "ood/time", "ood/products", *[f"ood/product/{p}" for p in A.PRODUCTS]]
+  want = ["test_id", "ood/time", "ood/products", "ood/products:weighted", "ood/products:worst",
+          *[f"ood/product/{p}" for p in A.PRODUCTS]]
   for m in ("lp", "levi_pretrained"):
     got = f[f["method"] == m]
     assert list(got["split"]) == want

@@ -60,11 +60,13 @@ def test_dataset_frame_mean_std_counts_and_notes():
            "n_examples": {"test_id": 7, "ood/a": 3, "ood/b": 5}} for s in (0, 1, 2)]
   recs.append({"dataset": "d", "method": "bad", "seed": 0, "status": "failed",
                "metric": "rmse", "n_examples": {"test_id": 7}})
+  # groups of 3 and 5 examples: kept in the aggregates only with min_group_size=0
   f = tables.dataset_frame(recs, ["m", "bad"], notes={"ood": "unweighted"},
-                           method_notes={"bad": "diverged"})
+                           method_notes={"bad": "diverged"}, min_group_size=0)
   row = lambda m, s: f[(f.method == m) & (f.split == s)].iloc[0]
   assert list(f.columns) == tables.COLUMNS
-  assert list(dict.fromkeys(f.split)) == ["test_id", "ood", "ood/a", "ood/b"]
+  assert list(dict.fromkeys(f.split)) == ["test_id", "ood", "ood:weighted", "ood:worst",
+                                          "ood/a", "ood/b"]
   assert row("m", "test_id")["mean"] == 2.0 and row("m", "test_id")["std"] == 1.0
   assert row("m", "ood")["mean"] == pytest.approx(np.mean([3.0, 4.0, 5.0]))
   assert row("m", "ood")["n_examples"] == 8 and row("m", "ood")["n_seeds"] == 3
@@ -77,8 +79,8 @@ def test_dataset_frame_mean_std_counts_and_notes():
 
 
 def test_latex_escape():
-  # "$" is kept: captions carry math ($\pm$).
-  assert tables.latex_escape("a_b & c%#\\ $x$") == r"a\_b \& c\%\#\textbackslash{} $x$"
+  # pandas' own rules (those of Styler.format(escape="latex")): "$" too.
+  assert tables.latex_escape("a_b & c%#\\ $x$") == r"a\_b \& c\%\#\textbackslash \space \$x\$"
 
 
 # -- paper tables -----------------------------------------------------------------
@@ -86,18 +88,22 @@ def test_numbers_text_runs_of_consecutive_numbers():
   assert PT.numbers_text([1, 2, 3, 4, 5, 9, 10, 11, 12, 14, 17]) == "1–5, 9–12, 14, 17"
   assert PT.numbers_text([1, 2, 4]) == "1, 2, 4"
   assert PT.numbers_text([7]) == "7"
-  assert PT.numbers_text() == PT.numbers_text(PT.NUMBERS) == "1–5, 9–12, 14, 17"
+  assert PT.numbers_text() == PT.numbers_text(PT.NUMBERS) == "1–5, 9–14, 17"
 
 
 def test_paper_cell_and_text_layout():
-  assert PT._cell(1.23456, np.nan, "") == "1.235"
-  assert PT._cell(1.0, 0.25, "") == "1.000 ± 0.250"
-  assert PT._cell(np.nan, np.nan, "failed: nan") == "failed"
-  assert PT._cell(np.nan, np.nan, "no data") == "n/a"
+  cell = lambda mean, std, note, lo=np.nan, hi=np.nan, metric="rmse": PT._cell(
+      SimpleNamespace(mean=mean, std=std, note=note, ci_low=lo, ci_high=hi, metric=metric))
+  assert cell(1.23456, np.nan, "") == "1.235"
+  assert cell(1.0, 0.25, "") == "1.000 ± 0.250"
+  assert cell(1.0, 0.25, "", 0.9, 1.1) == "1.000 [0.900, 1.100]"
+  assert cell(71.234, 0.25, "", 70.0, 72.0, "acc") == "71.2 [70.0, 72.0]"
+  assert cell(np.nan, np.nan, "failed: nan") == "failed"
+  assert cell(np.nan, np.nan, "no data") == "n/a"
   t = PT.TABLES[14]
   recs = [{"dataset": PT.ML, "method": "levi", "seed": 0, "status": "ok", "metric": "rmse",
            "scores": {"test_id": 0.9, "ood/a": 1.0, "ood/b": 1.2},
-           "n_examples": {"test_id": 5, "ood/a": 2, "ood/b": 3}}]
+           "n_examples": {"test_id": 50, "ood/a": 40, "ood/b": 60}}]
   text = PT.to_text(t, PT.frame(t, recs, {PT.AZ: "no data"}))
   lines = text.splitlines()
   assert "MovieLens" in lines[0] and "Amazon Review" in lines[0]
@@ -211,7 +217,8 @@ class FakeCtx:
 
   def __init__(self, grid="1e-3,1e-2,1e-1", grid_lp="", val=None, task=REGRESSION,
                failing=(), lrs=None, root=None):
-    self.config = ml_collections.ConfigDict({"protocol": {"lr_grid": grid,
+    self.config = ml_collections.ConfigDict({"preset": "cpu",
+                                             "protocol": {"lr_grid": grid,
                                                           "lr_grid_lp": grid_lp}})
     self.task, self.val, self.failing = task, val or {}, set(failing)
     self.lrs = dict(lrs or {})
@@ -506,7 +513,9 @@ def test_run_method_hands_combine_the_context_and_counts(tmp_path):
   m = Strict("s", ["ft", "fs"])
   rec = protocol.run_method(ctx, m, 1)
   assert rec["config"] == {"k": 1} and rec["n_trainable"] == 7   # no count: 0
-  assert calls == ["val", "test_id"] and sorted(ctx.trained) == ["fs-1-0.5", "ft-1-0.5"]
+  # eval classes asked per split: for the scores, then for the stored predictions
+  assert calls == ["val", "test_id"] * 2 and sorted(ctx.trained) == ["fs-1-0.5", "ft-1-0.5"]
+  assert protocol.preds_path(ctx.store.method_path("toy", "s", rec["key"])).exists()
   assert 0 <= rec["combine_s"] < 60
   assert ctx.messages == ["s seed 1"]
   again = RunCtx(tmp_path)
@@ -608,8 +617,9 @@ def test_read_sets_aside_what_is_not_a_json_object(tmp_path, capsys):
 
 def test_split_order_with_a_family_beside_a_single_group():
   recs = [{"n_examples": {"test_id": 1, "ood/time": 1, "ood/product/b": 1, "ood/product/a": 1}}]
-  assert tables.split_order(recs) == ["test_id", "ood/time", "ood/products", "ood/product/b",
-                                      "ood/product/a"]
+  assert tables.split_order(recs) == ["test_id", "ood/time", "ood/products",
+                                      "ood/products:weighted", "ood/products:worst",
+                                      "ood/product/b", "ood/product/a"]
   assert tables.split_order([{"n_examples": {"test_id": 1, "ood/x": 1}}]) == [
       "test_id", "ood", "ood/x"]
 

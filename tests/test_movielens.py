@@ -146,7 +146,8 @@ def test_cli_runs_movielens_with_minilm_and_reuses_cached_taps(frame, tmp_path):
   first = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=600)
   assert first.returncode == 0, first.stderr[-2000:]
   frame = pd.read_csv(tmp_path / "tables" / "movielens_genre.csv")
-  assert set(frame["split"]) == {"test_id", "ood"} | {f"ood/{g}" for g in EXPECTED_GENRES}
+  assert set(frame["split"]) == {"test_id", "ood", "ood:weighted", "ood:worst"} | {
+      f"ood/{g}" for g in EXPECTED_GENRES}
   assert (frame["metric"] == "rmse").all()
   _check_rmse_against_predictions_and_the_mean_baseline(frame, tmp_path, full)
   # The frozen MiniLM's taps were computed once, on disk, shared by LP and LEVI.

@@ -61,9 +61,11 @@ def test_tiny_group_unseen_label_and_identical_seeds(run_cli, csvs, tmp_path):
   assert "not tiny" in t.loc["ood", "note"]
   assert all("identical across seeds" in n for n in t["note"])
 
-  # min_ood_rows=0: every group weighs alike again, and nothing is said.
+  # min_ood_rows=0 and report.min_group_size=0 (the tables' own rule for groups
+  # under 30 examples): every group weighs alike again, and nothing is said.
   r = run_cli(["--method", "lp", "--dataset", "tabular", "--data_dir", csvs / "traps.csv",
-               "--seeds", "0,1", "--config.data.tabular.min_ood_rows=0"], tmp_path)
+               "--seeds", "0,1", "--config.data.tabular.min_ood_rows=0",
+               "--config.report.min_group_size=0"], tmp_path)
   assert r.returncode == 0, r.stderr[-3000:]
   assert not any("OOD group" in m for m in _messages(r.stderr))
   t = pd.read_csv(tmp_path / "tables" / "tabular.csv").set_index("split")

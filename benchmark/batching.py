@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from benchmark import mesh as meshlib
+from benchmark.data import OOV_ID
 
 def _round_batch(bs: int, n: int) -> int:
   shards = meshlib.num_data_shards()
@@ -98,7 +99,6 @@ def _map_batches(fn, arrays, n: int, bs: int) -> Any:
   return jax.tree.map(lambda o: o[inverse], out)
 
 
-OOV_ID = 0  # ``data.encode_categories``: the id of every value unseen in training
 
 
 def replace_with_oov(chunk, rate: float, rng: np.random.Generator):

@@ -110,7 +110,7 @@ register_kind(ComponentKind(
     "pretrain", "the backbone pre-trained on the dataset's pretrain rows", _pretrain_config,
     lambda nets, config, rngs: (LargeWithHead(nets.build_large(rngs), nets.out_dim,
                                               rngs=rngs), TRAIN_ALL),
-    lr_key="pretrain", default_lr=1e-3, tuned=False, pretrained=False,
+    lr_key="pretrain", default_lr=1e-3, tuned=False, pretrained=False, capped=False,
     seed=lambda specs, seed: int(specs.config.pretrain.seed),
     init=lambda runner, spec, model: {"select_on_val": False, "train_split": "pretrain",
                                       "batch_size": spec.config["batch_size"]}))

@@ -74,7 +74,10 @@ def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
   c.pretrain = ml_collections.ConfigDict(dict(epochs=20, seed=0, batch_size=100))
   # App. D.3: learning-rate grids, chosen per component kind on ID validation
   # at the first seed (benchmark/sweep.py); "" = no grid, use lr.* as given.
-  c.protocol = ml_collections.ConfigDict(dict(lr_grid="", lr_grid_lp=""))
+  # max_train_large: ID training rows of the components that train the large
+  # model (light, full, LoRA; data.cap_train: one seeded sample shared by all
+  # of them); those on a frozen large model or none train on every row. 0 = all.
+  c.protocol = ml_collections.ConfigDict(dict(lr_grid="", lr_grid_lp="", max_train_large=0))
   # Tables and reports (benchmark/results.py): bootstrap replicates and
   # confidence of the intervals; OOD groups with fewer examples than
   # min_group_size are shown but left out of the aggregates (0: none left
@@ -180,6 +183,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for k in ("batch_size", "eval_batch_size", "epochs", "eval_every"):
     _positive(k, c[k])
   _positive("pretrain.epochs", c.pretrain.epochs)
+  if int(c.protocol.max_train_large) < 0 or c.protocol.max_train_large != int(
+      c.protocol.max_train_large):
+    raise UserError(f"config protocol.max_train_large={c.protocol.max_train_large!r} must be a "
+                    f"whole number >= 0; fix --config.protocol.max_train_large (0 = every row)")
   if not 0.0 <= c.model.oov_rate < 1.0:
     raise UserError(f"config model.oov_rate={c.model.oov_rate!r} must be in [0, 1); "
                     f"fix --config.model.oov_rate (0 turns it off)")

@@ -19,6 +19,7 @@ from benchmark.errors import DataError
 
 REGRESSION = "regression"
 CLASSIFICATION = "classification"
+OOV_ID = 0  # ``encode_categories``: the id of every value unseen in training
 
 
 class _Labelled:
@@ -234,6 +235,48 @@ def _leaves(tree, prefix="") -> Iterator[tuple[str, np.ndarray]]:
     yield prefix, tree
 
 
+def cap_train(data, n: int):
+  """``data`` (``ShiftSplits`` or ``AuxTask``) with its ID training split cut
+  to at most ``n`` rows and every categorical id (a view's ``cat`` leaf) that
+  the cut leaves unseen in training mapped to ``OOV_ID`` in every split, as
+  ``encode_categories`` maps values unseen in training: a model trained on the
+  cut never reads an embedding row no training step moved. The rows kept are
+  the first ``n`` of one fixed permutation (seed 0), in the split's order, so
+  a smaller cap keeps a subset of a larger one and every capped component of
+  a run trains on the same rows."""
+  train = data.train
+  if not n or n >= len(train):
+    return data
+  keep = np.sort(np.random.default_rng(0).permutation(len(train))[: int(n)])
+  cut = Split(*(_take(v, keep) for v in (train.large, train.small)), train.label[keep])
+  seen = {view: [set(np.unique(col).tolist()) for col in np.asarray(getattr(cut, view)["cat"]).T]
+          for view in ("large", "small") if "cat" in getattr(cut, view)}
+
+  def remap(split):
+    if split is None or not seen:
+      return split
+    views = {}
+    for view in ("large", "small"):
+      v = getattr(split, view)
+      if view in seen:
+        cat = np.array(v["cat"])
+        for j, known in enumerate(seen[view]):
+          cat[~np.isin(cat[:, j], list(known)), j] = OOV_ID
+        v = {**v, "cat": cat}
+      views[view] = v
+    return Split(views["large"], views["small"], split.label)
+
+  if isinstance(data, AuxTask):
+    return dataclasses.replace(data, train=remap(cut), val=remap(data.val))
+  return dataclasses.replace(
+      data, train=remap(cut), val=remap(data.val), test_id=remap(data.test_id),
+      ood={g: remap(s) for g, s in data.ood.items()}, ood_pool=remap(data.ood_pool))
+
+
+def _take(view: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+  return {k: v[rows] for k, v in view.items()}
+
+
 def concat_splits(splits: list[Split]) -> Split:
   cat = lambda ds: {k: np.concatenate([d[k] for d in ds]) for k in ds[0]}
   return Split(cat([s.large for s in splits]), cat([s.small for s in splits]),
@@ -250,6 +293,6 @@ def encode_categories(columns: list[np.ndarray], fit: np.ndarray, n: int
     col = np.asarray(col).astype(str)
     seen = sorted(set(col[fit]))
     lookup = {v: i + 1 for i, v in enumerate(seen)}
-    ids.append(np.array([lookup.get(v, 0) for v in col], np.int32))
+    ids.append(np.array([lookup.get(v, OOV_ID) for v in col], np.int32))
     vocab.append(len(seen) + 1)
   return (np.stack(ids, 1) if ids else np.zeros((n, 0), np.int32)), tuple(vocab)

@@ -29,6 +29,7 @@ import numpy as np
 from flax import nnx
 
 from benchmark import trainer as T
+from benchmark.data import ShiftSplits
 from benchmark.models import params as P
 
 # Backbones of the paper's Tables 15-16 (and the offline one), and the dataset
@@ -266,7 +267,7 @@ def estimate(ctx, specs) -> tuple[float, list[float]]:
       f = max(f - flops("ft"), 0.0)  # the large forward is read from the cache
       cache_needed = True
     evals = (len(data.val) * int(c.get("epochs", 1)) // max(1, int(c.get("eval_every", 1)))
-             + (n_eval if data is s else 0))
+             + (n_eval if isinstance(data, ShiftSplits) else 0))
     per.append(3 * f * n_train * int(c.get("epochs", 1)) + f * evals)
   total = sum(per)
   if cache_needed:

@@ -67,6 +67,10 @@ class ComponentKind:
   # The seed it trains with, when not the method's (e.g. one pre-training
   # shared by every seed): ``seed(specs, seed) -> int``.
   seed: Callable[..., int] | None = None
+  # Whether ``protocol.max_train_large`` caps its ID training rows; None: when
+  # it trains the large model (light, full, LoRA). False for a kind that
+  # trains on other rows (e.g. the pre-training on the pretrain split).
+  capped: bool | None = None
   # Extra config groups this kind reads, e.g. {"l2sp": {"alphas": "..."}}.
   config_defaults: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
@@ -75,6 +79,15 @@ class ComponentKind:
       raise ValueError(f"kind {self.name}: large={self.large!r}, use one of {MODES}")
     if self.lr_key is not None and self.default_lr is None:
       raise ValueError(f"kind {self.name}: lr_key {self.lr_key!r} needs a default_lr")
+
+  @property
+  def trains_large(self) -> bool:
+    return self.large is not None and self.large != FROZEN
+
+  @property
+  def is_capped(self) -> bool:
+    """Whether ``protocol.max_train_large`` applies to it."""
+    return self.trains_large if self.capped is None else bool(self.capped)
 
   @property
   def lr_kind(self) -> str:

@@ -29,7 +29,7 @@ from flax import nnx
 
 from benchmark import locks, metrics, multihost, tensorboard_events
 from benchmark import trainer as T
-from benchmark.data import ShiftSplits
+from benchmark.data import ShiftSplits, cap_train
 from benchmark.errors import UserError
 from benchmark.kinds import FROZEN, KINDS
 from benchmark.models import params as P
@@ -98,6 +98,7 @@ class ComponentRunner:
     self.methods_reused = 0        # method results read back from the store
     self._results: dict[str, ComponentResult] = {}
     self._fresh: dict[str, tuple[dict, dict]] = {}  # key -> (params, preds) trained now
+    self._capped: dict[tuple[int, int], tuple] = {}  # (id(data), cap) -> (data, its cut)
     self.store_only = False        # True: a component not in the store raises NotStored
     self._pretrained: dict[str, np.ndarray] | None = None
 
@@ -155,11 +156,18 @@ class ComponentRunner:
     return model, rules, extra
 
   def training_data(self, spec: ComponentSpec):
-    """What ``spec`` trains and is evaluated on, and its task."""
+    """What ``spec`` trains and is evaluated on, and its task: the
+    benchmark's splits or the kind's own (an auxiliary task), with the ID
+    training rows cut to the spec's ``max_train`` (``data.cap_train``)."""
     kind = KINDS.get(spec.kind)
-    if kind.data is not None:
-      return kind.data(self, spec)
-    return self.splits, self.task
+    data, task = kind.data(self, spec) if kind.data is not None else (self.splits, self.task)
+    cap = int(spec.config.get("max_train", 0))
+    if not cap:
+      return data, task
+    k = (id(data), cap)
+    if k not in self._capped:  # one cut per data and cap, shared by every spec
+      self._capped[k] = (data, cap_train(data, cap))
+    return self._capped[k][1], task
 
   # -- get or train -------------------------------------------------------------
   def component(self, spec: ComponentSpec) -> ComponentResult:
@@ -254,7 +262,8 @@ class ComponentRunner:
     c = self.config
     model, rules, extra = self.build(spec)
     data, task = self.training_data(spec)
-    metric = data.metric if data is not self.splits else self.info.metric
+    own = KINDS.get(spec.kind).data is None  # the benchmark's splits (maybe capped)
+    metric = self.info.metric if own else data.metric
     log = tensorboard_events.epoch_logger(
         tensorboard_events.folder(self.store.root, spec.kind, spec.key), metric)
     job = T.TrainJob(
@@ -292,7 +301,7 @@ class ComponentRunner:
       if log is not None:
         log.close()
     labels = {k: np.asarray(s.label) for k, s in data.eval_splits().items()}
-    classes = self.info.eval_classes if data is self.splits else (lambda k: None)
+    classes = self.info.eval_classes if own else (lambda k: None)
     scores = {k: metrics.score(task, p, labels[k], classes(k)) for k, p in r.preds.items()}
     arrays = dict(r.trainable)
     arrays.update({f"state:{k}": v for k, v in r.state.items()})

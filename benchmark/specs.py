@@ -17,7 +17,7 @@ from flax import nnx
 
 from benchmark.data import ShiftSplits
 from benchmark.errors import UserError
-from benchmark.kinds import FROZEN, KINDS, ComponentKind
+from benchmark.kinds import KINDS, ComponentKind
 from benchmark.models import Backbone
 from benchmark.store import key_of
 
@@ -123,10 +123,16 @@ class SpecBuilder:
     categorical view (``cat_vocab``): the small model's, or the large model's
     when it trains; nothing otherwise, nor when the rate is 0."""
     rate = float(self.config.model.oov_rate)
-    trains_large = kind.large is not None and kind.large != FROZEN
     cats = ((kind.small and "cat_vocab" in self.info.small_spec)
-            or (trains_large and "cat_vocab" in self.info.large_spec))
+            or (kind.trains_large and "cat_vocab" in self.info.large_spec))
     return {"oov_rate": rate} if cats and rate > 0 else {}
+
+  def cap_cfg(self, kind: ComponentKind) -> dict:
+    """``{"max_train": n}`` for a kind whose ID training rows
+    ``protocol.max_train_large`` caps (``ComponentKind.is_capped``): the
+    runner trains it on ``data.cap_train(.., n)``; nothing when the cap is 0."""
+    n = int(self.config.protocol.max_train_large)
+    return {"max_train": n} if n and kind.is_capped else {}
 
   # -- the large model's shape (no weights) -------------------------------------
   @property
@@ -150,6 +156,7 @@ class SpecBuilder:
                       f"pre-trained start or drop loss_term")
     cfg = dict(k.config(self, seed, **options))
     cfg.update(self.oov_cfg(k))
+    cfg.update(self.cap_cfg(k))
     deps = tuple(k.deps(self, seed, **options)) if k.deps is not None else ()
     if k.pretrained:
       deps = self.with_pretrain(deps)

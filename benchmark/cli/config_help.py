@@ -42,6 +42,8 @@ MEANINGS = {
     "pretrain.batch_size": "batch size of that pre-training",
     "protocol.lr_grid": "lr grid chosen on ID validation at the first seed; '' = use lr.*",
     "protocol.lr_grid_lp": "the same for linear probing",
+    "protocol.max_train_large": "cap on ID train rows of components that train the large "
+                                "model (one seeded sample for all); 0 = all rows",
     "l2sp.alphas": "L2-SP's pull towards the pre-trained weights, one run each",
     "l2sp.beta": "L2-SP's weight decay on the head",
     "surgical.blocks": "surgical FT's candidate blocks: all, or comma-separated indices",

@@ -22,10 +22,13 @@ def maybe_initialize_distributed(timeout_s: float | None = None) -> bool:
 
 
 def enable_compilation_cache(path: str | None = None) -> None:
-  """Keeps compiled programs on disk (default ``~/.cache/levi_harness/jax`` or
-  ``$LEVI_CACHE/jax``): a rerun, or another seed in a new process, skips
-  XLA compilation, which dominates short CPU runs of the text models."""
+  """Keeps compiled programs on disk (JAX's own ``$JAX_COMPILATION_CACHE_DIR``
+  when set, else ``$LEVI_CACHE/jax``, default ``~/.cache/levi_harness/jax``):
+  a rerun, or another seed in a new process, skips XLA compilation, which
+  dominates short CPU runs of the text models."""
   if path is None:
+    path = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+  if not path:
     base = os.environ.get("LEVI_CACHE", os.path.join(os.path.expanduser("~"), ".cache",
                                                      "levi_harness"))
     path = os.path.join(base, "jax")

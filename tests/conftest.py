@@ -52,6 +52,14 @@ class _NoDownload:
 def pytest_configure(config):
   tmp = Path(tempfile.mkdtemp(prefix="levi-test-cache-"))
   _SESSION["tmp"] = tmp
+  # One compilation cache for the session: the first process (the xdist
+  # controller, or the only one) makes it and its workers inherit it, so a
+  # program compiled by one test, worker or CLI child is read back by every
+  # other. It lives in the session's own temporary folder, never the user's.
+  if "LEVI_TEST_JAX_CACHE" not in os.environ:
+    os.environ["LEVI_TEST_JAX_CACHE"] = str(tmp / "jax")
+    _SESSION["owns_jax_cache"] = True
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["LEVI_TEST_JAX_CACHE"]
   cache = tmp / "levi_cache"
   (cache / "wheels").mkdir(parents=True)
   for whl in sorted(TEST_WHEELS.glob("*.whl")) if TEST_WHEELS.is_dir() else []:
@@ -81,6 +89,8 @@ def pytest_unconfigure(config):
   tmp = _SESSION.pop("tmp", None)
   if tmp is not None:
     shutil.rmtree(tmp, ignore_errors=True)
+  if _SESSION.pop("owns_jax_cache", False):
+    os.environ.pop("LEVI_TEST_JAX_CACHE", None)
 
 
 def _run_cli(args, workdir, env=None, timeout=300) -> subprocess.CompletedProcess:

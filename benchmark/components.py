@@ -50,8 +50,7 @@ class Context:
     self.store = store
     self.backbone_cfg = config.backbones[backbone]
     if self.backbone.prepare is not None and not structure_only:  # sentences -> tokens
-      prep = lambda view: self.backbone.prepare(view["text"], self.backbone_cfg)
-      splits = splits.map_large(prep)
+      splits = splits.map_large(_prepare_once(splits, self.backbone.prepare, self.backbone_cfg))
     self.fingerprint = splits.fingerprint()
     self.progress = progress or (lambda msg: None)
     self.specs = SpecBuilder(splits, config, self.backbone, self.fingerprint, structure_only)
@@ -178,3 +177,15 @@ class Context:
     splits = {"val": self.splits.val} if only_val else self.splits
     return T.predict(model, self.task, splits, self.config.eval_batch_size,
                      self.label_scale())
+
+
+def _prepare_once(splits: ShiftSplits, prepare, cfg):
+  """``view -> prepared view`` for ``splits.map_large`` that runs ``prepare``
+  once on every distinct text of all splits (auxiliary tasks repeat the ID
+  training sentences, OOD groups overlap) and reads each split's rows off it."""
+  texts: list[np.ndarray] = []
+  splits.map_large(lambda view: texts.append(np.asarray(view["text"])) or view)
+  uniq = np.unique(np.concatenate(texts)) if texts else np.asarray([], object)
+  prepared = prepare(uniq, cfg)
+  return lambda view: {k: v[np.searchsorted(uniq, np.asarray(view["text"]))]
+                       for k, v in prepared.items()}

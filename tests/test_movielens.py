@@ -216,3 +216,31 @@ def test_aux_tasks_label_the_id_train_and_val_sentences(frame):
   assert (first[is_id] >= 0).all() and (first[~is_id] == -1).all()
   row = int(np.flatnonzero(is_id)[0])
   assert M.ID_GENRES[first[row]] in frame["genres"].iat[row]
+
+
+def test_each_distinct_sentence_is_tokenised_once_and_every_split_reads_its_own(tmp_path):
+  """The context tokenises the distinct sentences of all splits in one call
+  (auxiliary tasks repeat the training sentences); each split's tokens are
+  those of tokenising it alone."""
+  from benchmark import setup
+  from benchmark.models import BACKBONES
+  config = smoke_config("movielens_genre")
+  raw = setup.load_splits("movielens_genre", config, None)
+  bb = BACKBONES.get("minilm_l6")
+  calls = []
+  real = bb.prepare
+  object.__setattr__(bb, "prepare", lambda texts, cfg: calls.append(len(texts)) or real(texts, cfg))
+  try:
+    ctx = setup.load_context("movielens_genre", config, "minilm_l6", tmp_path)
+  finally:
+    object.__setattr__(bb, "prepare", real)
+  assert len(calls) == 1
+  cfg = config.backbones["minilm_l6"]
+  for name, s in [("train", ctx.splits.train), ("ood_pool", ctx.splits.ood_pool),
+                  *ctx.splits.eval_splits().items(),
+                  *[(f"aux {a}", t.train) for a, t in ctx.splits.aux.items()]]:
+    src = {"train": raw.train, "ood_pool": raw.ood_pool, **raw.eval_splits(),
+           **{f"aux {a}": t.train for a, t in raw.aux.items()}}[name]
+    want = real(src.large["text"], cfg)
+    for k in want:
+      np.testing.assert_array_equal(s.large[k], want[k], err_msg=f"{name} {k}")

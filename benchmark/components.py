@@ -176,7 +176,7 @@ class Context:
     validation split alone, for model selection)."""
     splits = {"val": self.splits.val} if only_val else self.splits
     return T.predict(model, self.task, splits, self.config.eval_batch_size,
-                     self.label_scale())
+                     self.label_scale(), int(self.config.eval_batch_tokens))
 
 
 def _prepare_once(splits: ShiftSplits, prepare, cfg):

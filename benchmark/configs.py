@@ -31,6 +31,10 @@ def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
   c.preset = "cpu"
   c.batch_size = 100
   c.eval_batch_size = 1024
+  # > 0: a prediction batch of a text model holds at most this many token
+  # positions (fewer examples for longer sequences): CPU caches favour small
+  # batches (docs/performance.md), accelerators large ones. 0 = no cap.
+  c.eval_batch_tokens = 0
   c.epochs = 20
   c.optimizer = "adam"        # adam (text, tabular) | sgd (vision)
   c.momentum = 0.9
@@ -99,7 +103,7 @@ def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
 GENERIC_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"epochs": 3, "pretrain.epochs": 3, "model.small_hidden": (32, 16),
               "model.adapter_hidden": 16, "model.embed_dim": 8},
-    "cpu": {},
+    "cpu": {"eval_batch_tokens": 4096},
     "paper": {"protocol.lr_grid": PAPER_LR_GRID, "protocol.lr_grid_lp": PAPER_LR_GRID_LP},
 }
 
@@ -183,6 +187,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for k in ("batch_size", "eval_batch_size", "epochs", "eval_every"):
     _positive(k, c[k])
   _positive("pretrain.epochs", c.pretrain.epochs)
+  if int(c.eval_batch_tokens) < 0:
+    raise UserError(f"config eval_batch_tokens={c.eval_batch_tokens!r} must be >= 0; fix "
+                    f"--config.eval_batch_tokens (0 = no cap)")
   if int(c.protocol.max_train_large) < 0 or c.protocol.max_train_large != int(
       c.protocol.max_train_large):
     raise UserError(f"config protocol.max_train_large={c.protocol.max_train_large!r} must be a "

@@ -272,6 +272,7 @@ class ComponentRunner:
         batch_size=extra.pop("batch_size", c.batch_size), seed=spec.seed,
         momentum=c.momentum, weight_decay=c.weight_decay, eval_every=c.eval_every,
         steps_per_dispatch=c.steps_per_dispatch, eval_batch_size=c.eval_batch_size,
+        eval_batch_tokens=int(c.eval_batch_tokens),
         label_scale=T.label_scale(task, np.asarray(
             getattr(data, extra.get("train_split", "train")).label)),
         oov_rate=float(spec.config.get("oov_rate", 0.0)),

@@ -57,6 +57,7 @@ class TrainJob:
   select_on_val: bool = True   # False: keep the last epoch (e.g. pre-training)
   steps_per_dispatch: int = 0  # 0: one whole epoch per dispatch
   eval_batch_size: int = 1024
+  eval_batch_tokens: int = 0   # > 0: token positions per prediction batch at most
   train_split: str = "train"
   # Regression: (mean, std) of the training labels; heads learn standardised
   # targets so that a zero-initialised head starts at the mean rating.
@@ -246,7 +247,7 @@ def train(job: TrainJob, splits: ShiftSplits,
       arr = data[name]
       taps = cache.get(key, name, lambda arr=arr: _map_batches(
           lambda b: encode(enc_state, b), arr["large"], len(arr["label"]),
-          job.eval_batch_size))
+          job.eval_batch_size, job.eval_batch_tokens))
       data[name] = {"large_taps": taps, "small": arr["small"], "label": arr["label"]}
   t_cache = time.perf_counter() - t0
 
@@ -262,7 +263,7 @@ def train(job: TrainJob, splits: ShiftSplits,
   def predict_split(name, tr, re_):
     arr = data[name]
     return _map_batches(lambda b: fns["predict"](tr, frozen, re_, b), arr,
-                        len(arr["label"]), job.eval_batch_size)
+                        len(arr["label"]), job.eval_batch_size, job.eval_batch_tokens)
 
   best = (metrics.worst(job.task), -1, trainable, rest)
   val_curve, loss_curve = [], []
@@ -407,7 +408,8 @@ def label_scale(task: str, labels: np.ndarray) -> tuple[float, float]:
 
 def predict(model: nnx.Module, task: str, splits: ShiftSplits | Mapping[str, Split],
             eval_batch_size: int = 1024,
-            scale: tuple[float, float] = (0.0, 1.0)) -> dict[str, np.ndarray]:
+            scale: tuple[float, float] = (0.0, 1.0),
+            eval_batch_tokens: int = 0) -> dict[str, np.ndarray]:
   """Predictions of ``model`` as it stands (e.g. with averaged weights), on
   every eval split of ``splits`` (or on each split of a plain mapping)."""
   graphdef, state = nnx.split(model)
@@ -417,7 +419,8 @@ def predict(model: nnx.Module, task: str, splits: ShiftSplits | Mapping[str, Spl
     pools, plan = splits.eval_plan()
   else:
     pools, plan = dict(splits), {k: (k, None) for k in splits}
-  out = {name: _map_batches(lambda b: fn(state, b), s.arrays(), len(s), eval_batch_size)
+  out = {name: _map_batches(lambda b: fn(state, b), s.arrays(), len(s), eval_batch_size,
+                            eval_batch_tokens)
          for name, s in pools.items()}
   return {name: out[pool] if idx is None else out[pool][idx]
           for name, (pool, idx) in plan.items()}

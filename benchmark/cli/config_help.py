@@ -40,6 +40,8 @@ MEANINGS = {
     "pretrain.epochs": "epochs of pre-training the large model on the pretrain rows",
     "pretrain.seed": "seed of that pre-training",
     "pretrain.batch_size": "batch size of that pre-training",
+    "eval_batch_tokens": "cap on token positions per prediction batch of a text model "
+                         "(cpu preset 4096: CPU caches favour small batches); 0 = none",
     "protocol.lr_grid": "lr grid chosen on ID validation at the first seed; '' = use lr.*",
     "protocol.lr_grid_lp": "the same for linear probing",
     "protocol.max_train_large": "cap on ID train rows of components that train the large "

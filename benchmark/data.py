@@ -248,7 +248,8 @@ def cap_train(data, n: int):
   if not n or n >= len(train):
     return data
   keep = np.sort(np.random.default_rng(0).permutation(len(train))[: int(n)])
-  cut = Split(*(_take(v, keep) for v in (train.large, train.small)), train.label[keep])
+  rows = train.batch(keep)
+  cut = Split(rows["large"], rows["small"], rows["label"])
   seen = {view: [set(np.unique(col).tolist()) for col in np.asarray(getattr(cut, view)["cat"]).T]
           for view in ("large", "small") if "cat" in getattr(cut, view)}
 
@@ -271,10 +272,6 @@ def cap_train(data, n: int):
   return dataclasses.replace(
       data, train=remap(cut), val=remap(data.val), test_id=remap(data.test_id),
       ood={g: remap(s) for g, s in data.ood.items()}, ood_pool=remap(data.ood_pool))
-
-
-def _take(view: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
-  return {k: v[rows] for k, v in view.items()}
 
 
 def concat_splits(splits: list[Split]) -> Split:

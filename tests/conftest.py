@@ -10,6 +10,9 @@ the subprocesses they start all see it) the session sets, once:
 - ``LEVI_OFFLINE=1``: ``benchmark.fetch`` never calls ``pip download``
   (a child process then fails with that message); in this process a call
   fails the test outright, whatever catches errors around it;
+- ``JAX_COMPILATION_CACHE_DIR`` to one folder for the whole session and
+  ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0``: a program compiled by
+  one worker, test or CLI child is read back by every other;
 - ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` and ``HF_HOME`` in the
   temporary folder, and ``JAX_PLATFORMS=cpu``, for every module alike (they
   used to be set by whichever parity module was collected first).
@@ -60,6 +63,10 @@ def pytest_configure(config):
     os.environ["LEVI_TEST_JAX_CACHE"] = str(tmp / "jax")
     _SESSION["owns_jax_cache"] = True
   os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["LEVI_TEST_JAX_CACHE"]
+  # Every program, however small: most of a short test's time is compiling
+  # the same small programs (a model's eager initialisation, one op at a
+  # time) that another worker or CLI child compiled already.
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
   cache = tmp / "levi_cache"
   (cache / "wheels").mkdir(parents=True)
   for whl in sorted(TEST_WHEELS.glob("*.whl")) if TEST_WHEELS.is_dir() else []:

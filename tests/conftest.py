@@ -101,18 +101,13 @@ def pytest_unconfigure(config):
 
 
 def _run_cli(args, workdir, env=None, timeout=300) -> subprocess.CompletedProcess:
-  """Runs ``run_benchmark.py ARGS --workdir WORKDIR`` from the repo root.
-
-  ``--preset smoke`` is added unless ``args`` names a preset itself, so that a
-  run that gets past validation stays in the seconds range.
-  """
-  args = [str(a) for a in args]
-  if not any(a == "--preset" or a.startswith("--preset=") for a in args):
-    args = ["--preset", "smoke", *args]
+  """Runs ``run_benchmark.py ARGS --workdir WORKDIR`` from the repo root, with
+  ``--preset smoke`` unless ``args`` names a preset (``cli_forks.cli_argv``)."""
+  from tests.cli_forks import cli_argv
   full_env = dict(os.environ)
   full_env.update(env or {})
   return subprocess.run(
-      [sys.executable, "run_benchmark.py", *args, "--workdir", str(workdir)],
+      [sys.executable, "run_benchmark.py", *cli_argv(args, workdir)],
       cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 

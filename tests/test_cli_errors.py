@@ -1,17 +1,18 @@
 """Bad command lines: exit status 2, one ``error:`` line naming the fix on
 stderr, and nothing written under the workdir.
 
-Every case is one short subprocess; they are started together (threads) once
-per module so the whole file costs about as much as a few sequential runs.
+Every case is ``python run_benchmark.py ARGS`` from the point where the
+harness is imported: a fork of one process that imported it once
+(``tests.cli_forks``), so the whole file costs the cases' own work.
 """
 from __future__ import annotations
 
-import concurrent.futures
-import os
 import re
 from pathlib import Path
 
 import pytest
+
+from tests.cli_forks import cli_argv, run_many
 
 # A log line from absl / JAX (``WARNING: ...``, ``I0101 12:00:00.000 ...``) or
 # the harness's own progress line (``[12:00:00] loading ...``): not the error.
@@ -222,16 +223,15 @@ def resolve(args: list[str], files: dict[str, Path]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cli_results(run_cli, tmp_path_factory):
-  """name -> (CompletedProcess, workdir) for every case, run concurrently."""
+def cli_results(tmp_path_factory):
+  """name -> (CompletedProcess, workdir) for every case: each a fork of one
+  process that imported the harness once (``tests.cli_forks``), two at a time."""
   base = tmp_path_factory.mktemp("cli_errors")
   files = write_fixtures(base / "files")
-  jobs = {name: (resolve(args, files), base / "workdirs" / name)
-          for name, (args, _) in CASES.items()}
-  workers = max(2, min(len(jobs), os.cpu_count() or 2))
-  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    futures = {name: pool.submit(run_cli, args, wd) for name, (args, wd) in jobs.items()}
-    return {name: (f.result(), jobs[name][1]) for name, f in futures.items()}
+  workdirs = {name: base / "workdirs" / name for name in CASES}
+  procs = run_many({name: cli_argv(resolve(args, files), workdirs[name])
+                    for name, (args, _) in CASES.items()})
+  return {name: (procs[name], workdirs[name]) for name in CASES}
 
 
 def error_line(stderr: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmark.cli import launch
+from tests.cli_forks import cli_argv, run_many
 
 ARGS = ["--method", "ft,lp", "--dataset", "synthetic_spurious", "--seeds", "0"]
 TABLE = Path("tables") / "synthetic_spurious.csv"
@@ -30,12 +31,15 @@ def test_job_command_is_the_same_command_with_a_shard(tmp_path):
                      "--shard", "3/8"]
 
 
-def test_bad_launcher_flags_are_one_line(run_cli, tmp_path):
-  for extra, says in ((["--launcher", "pbs"], "give local"),
-                      (["--launcher", "local", "--launcher.jobs", "x"], "--launcher.jobs"),
-                      (["--launcher.partition", "gpu"], "needs --launcher"),
-                      (["--launcher", "local", "--shard", "0/2"], "drop --shard")):
-    r = run_cli([*ARGS, *extra], tmp_path / "w")
+def test_bad_launcher_flags_are_one_line(tmp_path):
+  cases = {says: extra for extra, says in (
+      (["--launcher", "pbs"], "give local"),
+      (["--launcher", "local", "--launcher.jobs", "x"], "--launcher.jobs"),
+      (["--launcher.partition", "gpu"], "needs --launcher"),
+      (["--launcher", "local", "--shard", "0/2"], "drop --shard"))}
+  procs = run_many({says: cli_argv([*ARGS, *extra], tmp_path / "w")
+                    for says, extra in cases.items()})
+  for says, r in procs.items():
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error:"), r.stderr
     assert says in r.stderr, r.stderr

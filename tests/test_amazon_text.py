@@ -5,6 +5,7 @@ layout; ``--table 13`` on the fixture."""
 from __future__ import annotations
 
 import gzip
+import json
 
 import numpy as np
 import pandas as pd
@@ -176,8 +177,28 @@ def test_cli_table13_end_to_end(rows, run_cli, tmp_path):
                f"--config.{d}.max_test=30", "--config.backbones.minilm_l6.max_len=24"],
               tmp_path / "wd", env={"LEVI_CACHE": str(tmp_path / "cache")}, timeout=900)
   assert r.returncode == 0, r.stderr[-3000:]
-  f = pd.read_csv(tmp_path / "wd" / "tables" / "table13.csv")
+  wd = tmp_path / "wd"
+  f = pd.read_csv(wd / "tables" / "table13.csv")
   assert len(f) == 12 and f["mean"].between(0.1, 3.0).all(), f
   assert list(f["split"].unique()) == ["test_id", "ood/time"]
-  tex = (tmp_path / "wd" / "tables" / "table13.tex").read_text()
+  rows_ = [m for m, _ in PT.TABLES[13].rows]
+  assert list(dict.fromkeys(f["method"])) == rows_ and (f["n_seeds"] == 1).all()
+  # Each cell is its method record's score on that split.
+  recs = {}
+  for p in (wd / "runs" / "methods" / TEXT).rglob("*.json"):
+    rec = json.loads(p.read_text())
+    recs[rec["method"]] = rec
+  for row in f.itertuples():
+    assert row.mean == pytest.approx(recs[row.method]["scores"][row.split], abs=1e-6), (
+        row.method, row.split)
+  tex = (wd / "tables" / "table13.tex").read_text()
   assert "Method & ID RMSE & OOD RMSE" in tex and "n/a" not in tex
+  # Bold: in each column the best row and those not significantly worse.
+  assert tex.count(r"\textbf{") == int(f["bold"].sum()) >= 2
+  hp = json.loads((wd / "tables" / "table13.hparams.json").read_text())[TEXT]
+  assert hp["backbone"] == "minilm_l6" and hp["seeds"] == [0] and hp["preset"] == "smoke"
+  assert set(hp["methods"]) == set(rows_) and hp["grids"] == {}
+  light = hp["methods"]["levi"]["levi_light"]
+  assert light["chosen_by"] == "config" and light["kind"] == "levi_light"
+  assert light["lr"] == pytest.approx(json.loads(next(
+      (wd / "runs" / "components" / "levi_light").glob("*.json")).read_text())["config"]["lr"])

@@ -102,13 +102,12 @@ def pytest_unconfigure(config):
 
 def _run_cli(args, workdir, env=None, timeout=300) -> subprocess.CompletedProcess:
   """Runs ``run_benchmark.py ARGS --workdir WORKDIR`` from the repo root, with
-  ``--preset smoke`` unless ``args`` names a preset (``cli_forks.cli_argv``)."""
-  from tests.cli_forks import cli_argv
-  full_env = dict(os.environ)
-  full_env.update(env or {})
-  return subprocess.run(
-      [sys.executable, "run_benchmark.py", *cli_argv(args, workdir)],
-      cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+  ``--preset smoke`` unless ``args`` names a preset (``cli_forks.cli_argv``),
+  in this process's environment updated with ``env``: a fork of a process
+  that imported the harness once (``tests.cli_forks.run``)."""
+  from tests import cli_forks
+  return cli_forks.run(cli_forks.cli_argv(args, workdir), {**os.environ, **(env or {})},
+                       timeout=timeout)
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,7 @@ def test_lora_rows_are_refused_without_attention(ctx):
   assert not list(ctx.store.root.rglob("lora*"))   # nothing of them trained or written
 
 
+@pytest.mark.slow
 def test_light_tuning_trains_the_top_half_of_the_stages(ctx):
   ht = ctx.component(ctx.spec("ht", 0))
   large = {k for k in ht.params if k.startswith("large/")}
@@ -73,6 +74,7 @@ def test_pretrained_batch_norm_statistics_are_loaded_and_kept(ctx):
       np.testing.assert_array_equal(v, pre[k[len("large/"):]], err_msg=k)
 
 
+@pytest.mark.slow
 def test_from_scratch_trains_its_batch_norm_statistics(ctx):
   spec = ctx.spec("fs", 0)
   assert spec.config["batch_norm"] == "batch statistics"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from benchmark import protocol
 from benchmark.tables import COLUMNS
@@ -46,6 +47,7 @@ def _cli(*args):
                         capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_all_methods_then_rerun_trains_nothing_and_is_byte_identical(tmp_path):
   args = ["--method", "all", "--dataset", "synthetic_spurious", "--seeds", "0,1",
           "--preset", "smoke", "--workdir", str(tmp_path)]

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ["--method", "ft,levi", "--dataset", "synthetic_spurious", "--seeds", "0",
          "--preset", "smoke", "--config.epochs=40", "--config.checkpoint_every_s=0"]
@@ -57,6 +59,7 @@ def _check_one_line(rc: int, want_rc: int, out: str, err: str) -> int:
   return int(LINE.match(messages[0]).group(1))
 
 
+@pytest.mark.slow
 def test_sigint_and_sigterm_mid_training_then_the_rerun_resumes(tmp_path):
   wd = tmp_path / "wd"
   # 1. Ctrl-C while FT trains (after its first checkpoint): pre-training was

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmark.cli import launch
 from tests.cli_forks import cli_argv, run_many
 
@@ -53,6 +55,7 @@ def test_slurm_dry_run_prints_the_script(run_cli, tmp_path):
   assert "#SBATCH --array=0-1%2" in r.stdout and "--shard 1/2" in r.stdout  # 2 runs: 2 jobs
 
 
+@pytest.mark.slow
 def test_local_launcher_writes_the_one_command_table_and_resubmits_only_missing(
     run_cli, tmp_path):
   one = run_cli(ARGS, tmp_path / "one")

@@ -74,6 +74,7 @@ def one_process_table(tmp_path_factory) -> bytes:
   return (wd / TABLE).read_bytes()
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_process_table(tmp_path, one_process_table):
   shared, other = tmp_path / "p0", tmp_path / "p1"   # process 1's workdir: never touched
   t0 = time.perf_counter()
@@ -96,6 +97,7 @@ def _first_checkpoint(root: Path) -> Path | None:
   return done[0] if done else None
 
 
+@pytest.mark.slow
 def test_killed_process_stops_the_other_and_rerun_resumes(tmp_path, one_process_table):
   wd = tmp_path / "w"
   extra = ["--config.checkpoint_every_s=0", "--distributed_timeout_s", str(TIMEOUT_S)]

@@ -35,6 +35,7 @@ def _images(n, size, seed=0):
   return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3)).astype(np.uint8)
 
 
+@pytest.mark.slow
 def test_shapes_taps_and_parameter_count():
   m = EfficientNetLite(rngs=nnx.Rngs(0))
   # 4,652,008 with the ImageNet classifier (1280*1000 + 1000): the published 4.7M.
@@ -48,6 +49,7 @@ def test_shapes_taps_and_parameter_count():
     assert sum(bool(re.search(p, path)) for p in pats) == 1, path
 
 
+@pytest.mark.slow
 def test_logits_match_the_pytorch_implementation(lite0):
   torch = pytest.importorskip("torch")
   elp = pytest.importorskip("efficientnet_lite_pytorch")
@@ -66,6 +68,7 @@ def test_logits_match_the_pytorch_implementation(lite0):
   assert feat_err < FEATURES_TOL, f"pooled features differ by {feat_err}"
 
 
+@pytest.mark.slow
 def test_pretrained_weights_recognise_a_real_photo(lite0):
   # Grace Hopper in uniform (matplotlib's sample photo, shipped offline): the
   # ImageNet weights put "military uniform" (652) first, as the classic demo.

@@ -57,6 +57,7 @@ def _ours(folder, **overrides):
   return model
 
 
+@pytest.mark.slow
 def test_every_block_matches_transformers(b16):
   hf, folder = b16
   x = _images()
@@ -140,6 +141,7 @@ def _assert_same_taps(a: ViT, b: ViT, atol: float):
     assert err < atol, f"tap {i}: max abs error {err}"
 
 
+@pytest.mark.slow
 def test_big_vision_npz_loads_to_the_same_network(b16, tmp_path):
   _, folder = b16
   bv = _to_big_vision(folder)

@@ -152,6 +152,7 @@ def _components(workdir):
   return sorted((workdir / "runs" / "components").rglob("*.json"))
 
 
+@pytest.mark.slow
 def test_sigkill_at_several_points_then_resume_gives_identical_tables(tmp_path):
   ref = tmp_path / "ref"
   p = _popen(SWEEP, ref)
@@ -196,6 +197,7 @@ def test_sigkill_at_several_points_then_resume_gives_identical_tables(tmp_path):
   assert not (wd / "ckpt").exists() or not list((wd / "ckpt").glob("*/*"))
 
 
+@pytest.mark.slow
 def test_two_shards_share_one_store_and_match_one_process(tmp_path):
   # With a learning-rate grid: the shards split the grid points too.
   args = ["--method", "ft,fs,levi,a1,ft_zeroshot,ratatouille", "--dataset", "synthetic_spurious",

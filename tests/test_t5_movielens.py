@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_t5_checkpoint_runs_movielens(tmp_path):
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
   import torch

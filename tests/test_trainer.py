@@ -107,6 +107,7 @@ def _run_on(devices: int, workdir: Path) -> dict:
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_four_device_mesh_matches_one_device(tmp_path):
   one = _run_on(1, tmp_path / "one")
   four = _run_on(4, tmp_path / "four")
@@ -117,6 +118,7 @@ def test_four_device_mesh_matches_one_device(tmp_path):
     assert abs(four["scores"][split] - one["scores"][split]) <= 1e-5, split
 
 
+@pytest.mark.slow
 def test_length_bucketing_changes_no_output():
   """Eval batches go in order of length and are cut to their longest
   sequence: the outputs, in input order, equal the full-width forward."""

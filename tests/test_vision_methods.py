@@ -68,6 +68,7 @@ def check_scores(ctx, method, rec, at_least=None):
 LEARNS = {"levi": 90.0, "levi_lora": 90.0}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["ft", "lp", "levi", "lora", "levi_lora"])
 def test_vision_rows_train_and_score(ctx, method):
   from benchmark import protocol

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchmark import paper_tables as PT
@@ -125,3 +126,55 @@ def test_weight_averaging_rows_below_the_papers_and_na_where_they_cannot_run(tmp
   bare = t.without_extras()
   assert bare.methods == [m for m, _ in PT.MAIN_ROWS]
   assert "not in the paper" not in PT.to_latex(bare, PT.frame(bare, recs, {}), "x")
+
+
+CMP_COLUMNS = ["ci_low", "ci_high", "reference", "diff_ref", "diff_ref_low", "diff_ref_high",
+               "ref_significant", "bold"]
+
+
+def test_frame_takes_intervals_differences_and_bold_from_the_comparison():
+  recs = [r for r in records() if r["status"] == "ok"]
+  comparison = pd.DataFrame([
+      {"dataset": PT.ML, "method": "levi", "split": "ood", "ci_low": 1.1, "ci_high": 1.3,
+       "reference": "ft", "diff_ref": -0.06, "diff_ref_low": -0.08, "diff_ref_high": -0.04,
+       "ref_significant": True, "bold": True},
+      {"dataset": PT.ML, "method": "ft", "split": "test_id", "ci_low": 0.9, "ci_high": 1.1,
+       "reference": "ft", "diff_ref": 0.0, "diff_ref_low": 0.0, "diff_ref_high": 0.0,
+       "ref_significant": False, "bold": True},
+      {"dataset": PT.AZ, "method": "levi", "split": "ood", "ci_low": 9.0, "ci_high": 9.5,
+       "reference": "ft", "diff_ref": 9.0, "diff_ref_low": 9.0, "diff_ref_high": 9.0,
+       "ref_significant": True, "bold": True}])   # a column Table 5 does not have
+  f = PT.frame(PT.TABLES[5], recs, {}, comparison=comparison)
+  assert list(f.columns) == PT.CSV_COLUMNS
+  at = lambda m, s: f[(f["dataset"] == PT.ML) & (f["method"] == m) & (f["split"] == s)].iloc[0]
+  for (m, s), want in ((("levi", "ood"), comparison.iloc[0]), (("ft", "test_id"),
+                                                               comparison.iloc[1])):
+    row = at(m, s)
+    for col in CMP_COLUMNS:
+      assert row[col] == want[col], (m, s, col)
+  blank = at("levi", "test_id")   # no comparison row: no interval, not bold
+  assert np.isnan(blank[["ci_low", "ci_high", "diff_ref", "diff_ref_low",
+                         "diff_ref_high"]].astype(float)).all()
+  assert pd.isna(blank["reference"]) and not blank["ref_significant"] and not blank["bold"]
+  assert f["bold"].dtype == bool and f["ref_significant"].dtype == bool
+  assert not f[f["dataset"] == PT.AZ]["bold"].any()
+
+
+def test_frame_passes_each_datasets_exclusions_and_the_group_size():
+  recs = [r for r in records() if r["status"] == "ok"]
+  ood = lambda f: f[(f["dataset"] == PT.ML) & (f["method"] == "ft") & (f["split"] == "ood")
+                    ].iloc[0]
+  whole = ood(PT.frame(PT.TABLES[5], recs, {}))
+  # ft (row 0), seeds 0 and 1: genre j scores 1.2 + j/1000 - s/1000.
+  mean = lambda js: np.mean([np.mean([1.2 + j / 1000 - s / 1000 for j in js]) for s in (0, 1)])
+  assert whole["mean"] == pytest.approx(mean(range(len(GENRES))))
+  assert whole["n_examples"] == 100 * len(GENRES)
+  cut = ood(PT.frame(PT.TABLES[5], recs, {}, exclude_of={PT.ML: [f"ood/{GENRES[0]}"]}))
+  assert cut["mean"] == pytest.approx(mean(range(1, len(GENRES))))
+  assert cut["n_examples"] == 100 * (len(GENRES) - 1)
+  other = ood(PT.frame(PT.TABLES[5], recs, {}, exclude_of={PT.AZ: [f"ood/{GENRES[0]}"]}))
+  assert other["mean"] == whole["mean"]
+  # Every genre under the group size: no OOD aggregate, and the cell says so.
+  none = ood(PT.frame(PT.TABLES[5], recs, {}, min_group_size=101))
+  assert np.isnan(none["mean"]) and none["n_seeds"] == 0 and none["note"] == "no ood split"
+  assert ood(PT.frame(PT.TABLES[5], recs, {}, min_group_size=100))["mean"] == whole["mean"]

@@ -44,6 +44,14 @@ def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
   # Mid-training checkpoints (orbax, WORKDIR/ckpt/): after an epoch, when this
   # many seconds passed since the last one; 0 = every epoch, -1 = never.
   c.checkpoint_every_s = 60.0
+  # True: a model that trains the large one predicts test_id and OOD only when
+  # a method uses it (model selection drops the rest unevaluated); the
+  # numbers are the same either way. False: at the end of its training.
+  c.defer_eval = True
+  # True: each training batch of a text model is cut to the token positions
+  # its own longest sequence needs (the same batches, less padding: the
+  # numbers move by float rounding only). False: the training split's longest.
+  c.trim_batches = False
   from benchmark import kinds
   c.lr = ml_collections.ConfigDict(kinds.lr_defaults())
   c.model = ml_collections.ConfigDict(dict(

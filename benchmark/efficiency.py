@@ -242,7 +242,9 @@ def matmul_rate(dtype=jnp.float32, n: int = 2048, repeats: int = 5) -> float:
 
 def estimate(ctx, specs) -> tuple[float, list[float]]:
   """XLA-counted FLOPs of training each spec (forward x3 for a training step;
-  validation every epoch; one pass over test_id and OOD), plus, once per
+  validation every epoch; one pass over test_id and OOD: an upper bound where
+  that pass is deferred, since candidates dropped on ID validation skip it),
+  plus, once per
   dataset, the frozen large model's pass over every split for the tap cache.
   Returns (total, per spec)."""
   s = ctx.splits

@@ -56,11 +56,23 @@ class ComponentResult:
   spec: ComponentSpec
   record: dict
   store: RunStore
+  # Computes the predictions its training deferred (``record["deferred"]``):
+  # ``evaluate(result) -> (preds, record)``; set by the runner.
+  evaluate: Callable[["ComponentResult"], tuple[dict, dict]] | None = None
 
   # Set when trained in this invocation (kept in memory, not read back);
-  # else read from the store by process 0 and handed to every process.
+  # else read from the store by process 0 and handed to every process. A
+  # record whose evaluation was deferred gets it here, on first use.
   @functools.cached_property
   def preds(self) -> dict[str, np.ndarray]:
+    if self.record.get("deferred"):
+      preds, self.record = self.evaluate(self)
+      return preds
+    return self.stored_preds
+
+  @functools.cached_property
+  def stored_preds(self) -> dict[str, np.ndarray]:
+    """The predictions in the store (ID validation alone while deferred)."""
     return multihost.agree_arrays(lambda: self.store.read_arrays(self._path(".preds.npz")))
 
   @functools.cached_property
@@ -100,6 +112,9 @@ class ComponentRunner:
     self._fresh: dict[str, tuple[dict, dict]] = {}  # key -> (params, preds) trained now
     self._capped: dict[tuple[int, int], tuple] = {}  # (id(data), cap) -> (data, its cut)
     self.store_only = False        # True: a component not in the store raises NotStored
+    # True: models that train the large one predict test_id and OOD only when
+    # a method asks for them (``_evaluate``); False: at the end of training.
+    self.defer_eval = bool(config.get("defer_eval", True))
     self._pretrained: dict[str, np.ndarray] | None = None
 
   # -- what a component starts from --------------------------------------------
@@ -185,9 +200,9 @@ class ComponentRunner:
     if rec.get("status") == "failed":
       self.failed.append(spec.key)
       raise ComponentFailed(f"{spec.kind} (seed {spec.seed}) failed: {rec.get('reason')}")
-    res = ComponentResult(spec, rec, self.store)
+    res = ComponentResult(spec, rec, self.store, self._evaluate)
     if spec.key in self._fresh:
-      res.params, res.preds = self._fresh.pop(spec.key)  # fills the cached properties
+      res.params, res.stored_preds = self._fresh.pop(spec.key)  # fills the cached properties
     self._results[spec.key] = res
     return res
 
@@ -258,15 +273,12 @@ class ComponentRunner:
       for claim in held:
         claim.release()
 
-  def _train(self, spec: ComponentSpec) -> dict:
+  def _job(self, spec: ComponentSpec, model, rules, extra: dict, data, task: str,
+           **fields) -> T.TrainJob:
+    """The ``TrainJob`` of ``spec``: what training and a deferred evaluation share."""
     c = self.config
-    model, rules, extra = self.build(spec)
-    data, task = self.training_data(spec)
-    own = KINDS.get(spec.kind).data is None  # the benchmark's splits (maybe capped)
-    metric = self.info.metric if own else data.metric
-    log = tensorboard_events.epoch_logger(
-        tensorboard_events.folder(self.store.root, spec.kind, spec.key), metric)
-    job = T.TrainJob(
+    kind = KINDS.get(spec.kind)
+    return T.TrainJob(
         model=model, rules=rules, task=task, optimizer=spec.config.get("optimizer", c.optimizer),
         lr=spec.config["lr"], epochs=spec.config["epochs"],
         batch_size=extra.pop("batch_size", c.batch_size), seed=spec.seed,
@@ -276,8 +288,23 @@ class ComponentRunner:
         label_scale=T.label_scale(task, np.asarray(
             getattr(data, extra.get("train_split", "train")).label)),
         oov_rate=float(spec.config.get("oov_rate", 0.0)),
-        desc=f"{spec.kind} seed {spec.seed}",
-        checkpoint=self.train_checkpoint(spec), on_epoch=log, **extra)
+        # A model that trains the large one is run over test_id and OOD only
+        # when a method uses its predictions: candidates that model selection
+        # on ID validation drops (a grid, L2-SP's strengths, soups'
+        # ingredients) never are. Frozen-large and small models are cheap.
+        defer_eval=self.defer_eval and kind.trains_large,
+        trim_batches=bool(c.get("trim_batches", False)),
+        desc=f"{spec.kind} seed {spec.seed}", **fields, **extra)
+
+  def _train(self, spec: ComponentSpec) -> dict:
+    model, rules, extra = self.build(spec)
+    data, task = self.training_data(spec)
+    own = KINDS.get(spec.kind).data is None  # the benchmark's splits (maybe capped)
+    metric = self.info.metric if own else data.metric
+    log = tensorboard_events.epoch_logger(
+        tensorboard_events.folder(self.store.root, spec.kind, spec.key), metric)
+    job = self._job(spec, model, rules, extra, data, task,
+                    checkpoint=self.train_checkpoint(spec), on_epoch=log)
     done = None if job.checkpoint is None else job.checkpoint.saved_epoch()
     if done:
       self.progress(f"resuming {spec.kind} seed {spec.seed} from epoch {done} of "
@@ -301,9 +328,7 @@ class ComponentRunner:
     finally:
       if log is not None:
         log.close()
-    labels = {k: np.asarray(s.label) for k, s in data.eval_splits().items()}
-    classes = self.info.eval_classes if own else (lambda k: None)
-    scores = {k: metrics.score(task, p, labels[k], classes(k)) for k, p in r.preds.items()}
+    scores = self._scores(spec, data, task, r.preds)
     arrays = dict(r.trainable)
     arrays.update({f"state:{k}": v for k, v in r.state.items()})
     self.store.write_arrays(path.with_name(spec.key + ".npz"), arrays)
@@ -315,11 +340,45 @@ class ComponentRunner:
            "n_trainable": r.n_trainable, "n_params": r.n_params, "steps": r.steps,
            "timings": {**r.timings, "total_s": time.perf_counter() - t0},
            "devices": jax.device_count()}
+    if r.deferred:
+      rec["deferred"] = list(r.deferred)
     self.store.write(path, rec)
     self._drop_checkpoint(job)
     self.trained.append(spec.key)
     self._fresh[spec.key] = (arrays, dict(r.preds))
     return rec
+
+  def _scores(self, spec: ComponentSpec, data, task: str, preds: dict) -> dict[str, float]:
+    """The metric of ``preds`` per eval split of ``data``."""
+    labels = {k: np.asarray(s.label) for k, s in data.eval_splits().items()}
+    own = KINDS.get(spec.kind).data is None  # the benchmark's splits: its classes
+    classes = self.info.eval_classes if own else (lambda k: None)
+    return {k: metrics.score(task, p, labels[k], classes(k)) for k, p in preds.items()}
+
+  def _evaluate(self, res: ComponentResult) -> tuple[dict, dict]:
+    """The predictions ``res``'s training deferred, from its stored
+    checkpoint; stored (predictions, then the completed record) and returned
+    with the record."""
+    spec, rec = res.spec, res.record
+    if self.store_only:
+      raise NotStored(f"{spec.kind} seed {spec.seed} [{spec.key}]: not evaluated")
+    self.progress(f"evaluating {spec.kind} seed {spec.seed} on "
+                  f"{len(rec['deferred'])} deferred split(s) [{spec.key}]")
+    model, rules, extra = self.build(spec)
+    data, task = self.training_data(spec)
+    job = self._job(spec, model, rules, extra, data, task)
+    later, eval_s = T.evaluate(job, data, res.params)
+    got = {**res.stored_preds, **later}
+    order = list(data.eval_plan()[1])
+    preds = {k: got[k] for k in order if k in got}
+    path = self.store.component_path(spec.kind, spec.key)
+    self.store.write_arrays(path.with_name(spec.key + ".preds.npz"), preds)
+    timings = dict(rec.get("timings", {}))
+    timings["deferred_eval_s"] = eval_s
+    done = {k: v for k, v in rec.items() if k != "deferred"}  # written_at: its training's
+    done.update(scores=self._scores(spec, data, task, preds), timings=timings)
+    self.store.write(path, done)
+    return preds, done
 
   def records(self) -> list[dict]:
     """The records of the components this runner returned (trained or read

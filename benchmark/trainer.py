@@ -6,7 +6,10 @@ parameters train; frozen ones get no gradient, and when the whole large model
 is frozen its encodings are computed once per split and cached. An epoch runs as
 ``lax.scan`` over a chunk of batches (one dispatch per chunk, not per step), with
 batches sharded over the mesh's ``data`` axis. The checkpoint kept is the one
-with the best ID-validation metric.
+with the best ID-validation metric. A job may defer its final predictions on
+the splits other than ID validation (``defer_eval``): ``evaluate`` computes
+them later from the stored checkpoint, with the same compiled prediction, so a
+candidate that model selection drops is never run over test_id and OOD.
 """
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ from benchmark import mesh as meshlib
 from benchmark import metrics
 from benchmark.data import REGRESSION, ShiftSplits, Split
 from benchmark.batching import (  # noqa: F401  (re-exported: tests and perf use them)
-    OOV_ID, SEQ_MULTIPLE, _map_batches, _round_batch, eval_batch, replace_with_oov, trim_tokens)
+    OOV_ID, SEQ_MULTIPLE, _cut_tokens, _map_batches, _needed_length, _round_batch, _token_mask,
+    eval_batch, replace_with_oov, trim_tokens)
 from benchmark.models import params as P
 from benchmark.tap_cache import FeatureCache  # noqa: F401
 
@@ -72,6 +76,13 @@ class TrainJob:
   # the out-of-vocabulary bucket, in training batches: values never seen in ID
   # training (every OOD movie, product, ...) then meet a trained embedding.
   oov_rate: float = 0.0
+  # True: the final predictions cover ID validation only; the other eval
+  # splits wait for ``evaluate`` (``TrainResult.deferred`` names them).
+  defer_eval: bool = False
+  # True: a training batch of a token view is cut to the positions its own
+  # longest sequence needs (the same batches, less padding; one step per
+  # dispatch, since a scan needs one shape). False: the split's longest.
+  trim_batches: bool = False
   # An extra loss term ``fn(params, start) -> scalar`` over the trainable
   # parameters by flat name, now and at the start of training (a regulariser,
   # e.g. L2 towards the pre-trained weights); hashable.
@@ -99,6 +110,7 @@ class TrainResult:
   n_params: int
   steps: int
   timings: dict[str, float]
+  deferred: tuple[str, ...] = ()     # eval splits left to ``evaluate`` (``defer_eval``)
 
 
 def make_optimizer(name: str, lr: float, momentum: float, weight_decay: float):
@@ -214,18 +226,67 @@ def _large_frozen(model, rules) -> bool:
   return not any(match(k) for k in P.flat_params(model) if k.startswith("large/"))
 
 
+def _job_functions(job: TrainJob):
+  """``job``'s compiled functions and its model's (trainable, frozen, rest)
+  state, on the devices: what training and ``evaluate`` share."""
+  rules = tuple((r, bool(t)) for r, t in job.rules)
+  opt = (job.optimizer, float(job.lr), float(job.momentum), float(job.weight_decay))
+  graphdef, trainable, frozen, rest = nnx.split(job.model, _filters(rules), nnx.Param, ...)
+  fns = _compiled(graphdef, rules, job.task,
+                  None if job.head_weights is None else tuple(job.head_weights), opt,
+                  job.label_scale, job.loss_term)
+  trainable, frozen, rest = meshlib.put((trainable, frozen, rest), meshlib.replicated())
+  return fns, trainable, frozen, rest
+
+
+def _eval_plan(job: TrainJob, splits: ShiftSplits, deferred: bool):
+  """(pools, plan) of ``splits.eval_plan()`` that the end of training
+  predicts (``deferred`` False) or that it leaves to ``evaluate`` (True)."""
+  pools, plan = splits.eval_plan() if job.select_on_val else ({}, {})
+  if job.defer_eval:
+    plan = {n: (pool, idx) for n, (pool, idx) in plan.items() if (pool == "val") != deferred}
+    pools = {pool: pools[pool] for pool in dict.fromkeys(pool for pool, _ in plan.values())}
+  elif deferred:
+    pools, plan = {}, {}
+  return pools, plan
+
+
+def _predict_plan(job: TrainJob, fns, state: tuple, data: Mapping[str, dict],
+                  pools: Mapping, plan: Mapping) -> dict[str, np.ndarray]:
+  """Predictions of the model at ``state`` (trainable, frozen, rest) on every
+  pool, read off per eval split as ``plan`` says."""
+  out = {name: _map_batches(lambda b: fns["predict"](*state, b), data[name],
+                            len(data[name]["label"]), job.eval_batch_size, job.eval_batch_tokens)
+         for name in pools}
+  return {name: out[pool] if idx is None else out[pool][idx]
+          for name, (pool, idx) in plan.items()}
+
+
+def evaluate(job: TrainJob, splits: ShiftSplits, params: Mapping[str, np.ndarray]
+             ) -> tuple[dict[str, np.ndarray], float]:
+  """The predictions ``train`` deferred (``defer_eval``), of ``job.model``
+  with ``params`` (a ``TrainResult``'s trainable params, and its state under
+  ``state:``) loaded, by the compiled prediction training uses; and the
+  seconds they took."""
+  if _large_frozen(job.model, tuple((r, bool(t)) for r, t in job.rules)):
+    raise ValueError("evaluate: a frozen large model's predictions are never deferred")
+  P.load_params(job.model, {k[len("state:"):] if k.startswith("state:") else k: v
+                            for k, v in params.items()}, strict=False)
+  fns, trainable, frozen, rest = _job_functions(job)
+  t0 = time.perf_counter()
+  pools, plan = _eval_plan(job, splits, deferred=True)
+  data = {name: s.arrays() for name, s in pools.items()}
+  preds = _predict_plan(job, fns, (trainable, frozen, rest), data, pools, plan)
+  return preds, time.perf_counter() - t0
+
+
 def train(job: TrainJob, splits: ShiftSplits,
           feature_cache: FeatureCache | None = None) -> TrainResult:
   model = job.model
   rules = tuple((r, bool(t)) for r, t in job.rules)
   n_trainable, n_params = P.check_rules(model, rules)
-  opt = (job.optimizer, float(job.lr), float(job.momentum), float(job.weight_decay))
-  graphdef, trainable, frozen, rest = nnx.split(model, _filters(rules), nnx.Param, ...)
-  fns = _compiled(graphdef, rules, job.task,
-                  None if job.head_weights is None else tuple(job.head_weights), opt,
-                  job.label_scale, job.loss_term)
+  fns, trainable, frozen, rest = _job_functions(job)
   repl = meshlib.replicated()
-  trainable, frozen, rest = meshlib.put((trainable, frozen, rest), repl)
   opt_state = meshlib.put(fns["tx"].init(trainable), repl)
   # The start point a loss term pulls towards: taken before a resume
   # restores later weights.
@@ -233,7 +294,8 @@ def train(job: TrainJob, splits: ShiftSplits,
 
   t0 = time.perf_counter()
   train_split: Split = getattr(splits, job.train_split)
-  pools, plan = splits.eval_plan() if job.select_on_val else ({}, {})
+  pools, plan = _eval_plan(job, splits, deferred=False)
+  deferred = tuple(_eval_plan(job, splits, deferred=True)[1])
   data = {job.train_split: train_split.arrays(), **{k: s.arrays() for k, s in pools.items()}}
 
   # A frozen large model runs once per split; its taps replace its view.
@@ -259,11 +321,11 @@ def train(job: TrainJob, splits: ShiftSplits,
   chunk_sharding = meshlib.batch_sharding(1)
   # Training batches share one shape: the split is cut once to its longest sequence.
   train_arrays = trim_tokens(data[job.train_split])
+  token_mask = _token_mask(train_arrays) if job.trim_batches else None
 
   def predict_split(name, tr, re_):
-    arr = data[name]
-    return _map_batches(lambda b: fns["predict"](tr, frozen, re_, b), arr,
-                        len(arr["label"]), job.eval_batch_size, job.eval_batch_tokens)
+    return _predict_plan(job, fns, (tr, frozen, re_), data, {name: None},
+                         {name: (name, None)})[name]
 
   best = (metrics.worst(job.task), -1, trainable, rest)
   val_curve, loss_curve = [], []
@@ -303,11 +365,19 @@ def train(job: TrainJob, splits: ShiftSplits,
       step += n_steps
       epoch_losses.append(losses)
 
-    for c in range(0, steps_per_epoch, k):
-      idx = perm[c:c + k]
+    # Positions each batch needs; batches of one length or none: chunks as set.
+    needs = (None if token_mask is None else
+             [_needed_length(token_mask[row]) for row in perm])
+    per_step = needs is not None and min(needs) < token_mask.shape[1]
+    for c in range(0, steps_per_epoch, 1 if per_step else k):
+      idx = perm[c:c + (1 if per_step else k)]
       # Gathered (e.g. images from a memory-mapped cache) while the device
       # still runs the previous chunk: dispatch is asynchronous.
-      host = jax.tree.map(lambda a: a[idx], train_arrays)
+      if per_step:
+        host = jax.tree.map(lambda a: a[None], _cut_tokens(
+            jax.tree.map(lambda a: a[idx[0]], train_arrays), needs[c]))
+      else:
+        host = jax.tree.map(lambda a: a[idx], train_arrays)
       if oov_rng is not None:
         host = replace_with_oov(host, job.oov_rate, oov_rng)
       batches = meshlib.put(host, chunk_sharding, batch_axis=1)
@@ -358,9 +428,7 @@ def train(job: TrainJob, splits: ShiftSplits,
   _, best_epoch, trainable, rest = best
 
   t_eval0 = time.perf_counter()
-  pool_preds = {name: predict_split(name, trainable, rest) for name in pools}
-  preds = {name: pool_preds[pool] if idx is None else pool_preds[pool][idx]
-           for name, (pool, idx) in plan.items()}
+  preds = _predict_plan(job, fns, (trainable, frozen, rest), data, pools, plan)
   t_eval = time.perf_counter() - t_eval0
   nnx.update(model, trainable, rest)  # leave the model at its best checkpoint
 
@@ -375,7 +443,8 @@ def train(job: TrainJob, splits: ShiftSplits,
                "train_s_per_example": ((t_train - t_first_epoch) / later
                                        if job.epochs > 1 else math.nan),
                "eval_s": t_eval, "resumed_from_epoch": start_epoch,
-               "eval_s_per_example": t_eval / n_eval if n_eval else math.nan})
+               "eval_s_per_example": t_eval / n_eval if n_eval else math.nan},
+      deferred=deferred)
 
 
 def validates(job: TrainJob, epoch: int) -> bool:

@@ -26,7 +26,10 @@ class Killed(BaseException):
 
 
 def _ft(ctx, seed=0):
-  return ctx.component(ctx.spec("ft", seed))
+  """FT as a method uses it: trained (or read) and evaluated on every split."""
+  res = ctx.component(ctx.spec("ft", seed))
+  res.preds  # noqa: B018  (a deferred evaluation completes the record's scores)
+  return res
 
 
 def test_resumed_training_is_bit_identical(tmp_path, monkeypatch):

@@ -17,6 +17,12 @@ MEANINGS = {
     "weight_decay": "decoupled weight decay (adamw) or L2 added to sgd's update",
     "eval_every": "epochs between ID-validation checks (the best checkpoint is kept)",
     "steps_per_dispatch": "training steps per device dispatch; 0 = a whole epoch",
+    "defer_eval": "true: a model that trains the large one is run over test_id and OOD "
+                  "only when a method uses it (candidates dropped on ID validation never "
+                  "are); false: at the end of its training; the same numbers",
+    "trim_batches": "true: each training batch of a text model is cut to the token "
+                    "positions its own longest sequence needs (one step per dispatch); "
+                    "false: to the training split's longest",
     "checkpoint_every_s": "save a resumable checkpoint after an epoch when this many seconds "
                           "passed; 0 = every epoch, -1 = never",
     "wise_alphas": "FT+ZeroShot's mixing coefficients, chosen on ID validation",

@@ -23,6 +23,14 @@ Keys (target):
   performed, for Tables 1 and 5 on MovieLens (``smoke`` preset, seed 0).
 - ``peak_rss_gib`` (<= 8): peak resident memory of a ``cpu``-preset MovieLens
   run (``--rss_methods``, seed 0), in a child process.
+- ``sweep_speedup`` (>= 4): wall time of a sweep (``--sweep_args``: by default
+  L2-SP's strengths on MovieLens, ``cpu`` preset, seed 0, from an empty
+  workdir) as the harness ran it before (``--config.defer_eval=false``: every
+  model run over test_id and OOD when it finishes training) over the same
+  sweep now, each in a child process; the two must give the same table
+  (checked). Its detail has ``sweep_efficiency``: the components' own time
+  (tap cache, training, validation, prediction) over the wall time, the rest
+  being start-up, data loading and combining.
 
 On an accelerator the default is ``--only accel``: examples/s and MFU of the
 ``ft`` step of ``minilm_l6``, ``t5_small`` and ``vit_b16`` in bfloat16 (no
@@ -46,9 +54,11 @@ import numpy as np
 TARGETS = {"ft_step_vs_torch": (">=", 1.2), "ft_step_mfu": (">=", 0.6),
            "cached_epoch_speedup": (">=", 50.0), "dispatch_efficiency": (">=", 0.5),
            "pipeline_efficiency": (">=", 0.95), "component_reuse": ("==", 1.0),
-           "peak_rss_gib": ("<=", 8.0)}
-SECTIONS = ("ft_step", "cached_epoch", "pipeline", "reuse", "rss", "accel")
+           "peak_rss_gib": ("<=", 8.0), "sweep_speedup": (">=", 4.0)}
+SECTIONS = ("ft_step", "cached_epoch", "pipeline", "reuse", "rss", "sweep", "accel")
 CPU_SECTIONS = SECTIONS[:-1]  # the default on CPU; on an accelerator: accel
+SWEEP_ARGS = ("--dataset movielens_genre --backbone minilm_l6 --method l2sp --seeds 0 "
+              "--preset cpu")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -404,6 +414,65 @@ def peak_rss(workdir: Path, methods: str) -> dict:
           "detail": {"command": " ".join(cmd[1:]), "wall_s": time.perf_counter() - t}}
 
 
+def sweep_phases(workdir: Path, wall_s: float) -> dict[str, float]:
+  """Where a sweep's wall time went, in seconds, from its store's component
+  records: the frozen large model's tap cache; the first epoch of every
+  training (compilation included); the later epochs with their ID-validation
+  passes; prediction at the end of training; deferred prediction (test_id and
+  OOD when a method asked); and the rest of the wall time (start-up, data
+  loading, methods' own predictions such as soups' and WiSE-FT's, tables)."""
+  out = dict.fromkeys(("tap_cache", "first_epochs", "later_epochs", "final_prediction",
+                       "deferred_prediction"), 0.0)
+  for f in (workdir / "runs" / "components").rglob("*.json"):
+    t = json.loads(f.read_text()).get("timings", {})
+    out["tap_cache"] += float(t.get("cache_s", 0.0))
+    out["first_epochs"] += float(t.get("first_epoch_s", 0.0))
+    out["later_epochs"] += float(t.get("train_s", 0.0)) - float(t.get("first_epoch_s", 0.0))
+    out["final_prediction"] += float(t.get("eval_s", 0.0))
+    out["deferred_prediction"] += float(t.get("deferred_eval_s", 0.0))
+  out["components"] = sum(out.values())
+  out["rest"] = wall_s - out["components"]
+  return out
+
+
+def _method_scores(workdir: Path) -> dict:
+  out = {}
+  for f in sorted((workdir / "runs" / "methods").rglob("*.json")):
+    r = json.loads(f.read_text())
+    out[(r["method"], r["seed"])] = r.get("scores")
+  return out
+
+
+def sweep(workdir: Path, args: str = SWEEP_ARGS, timeout_s: float = 3 * 3600) -> dict:
+  """``args`` run from an empty workdir as the harness ran it before
+  (``defer_eval=false``) and as it runs now, one after the other, each in a
+  child process: the wall-time ratio, the components' share of the wall time
+  now, and a check that both give the same numbers."""
+  walls, phases, scores = {}, {}, {}
+  for name, defer in (("before", "false"), ("now", "true")):
+    wd = workdir / name
+    cmd = [sys.executable, str(REPO / "run_benchmark.py"), *args.split(),
+           f"--config.defer_eval={defer}", "--workdir", str(wd)]
+    _log(f"sweep ({name}): " + " ".join(cmd[1:]))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout_s)
+    walls[name] = time.perf_counter() - t
+    if proc.returncode != 0:
+      raise RuntimeError(f"the sweep ({name}) failed: {proc.stderr.strip().splitlines()[-1:]}")
+    phases[name] = sweep_phases(wd, walls[name])
+    scores[name] = _method_scores(wd)
+  if scores["before"] != scores["now"]:
+    raise RuntimeError("the sweep's method scores differ with defer_eval=false and true")
+  return {"sweep_speedup": walls["before"] / walls["now"],
+          "detail": {"args": args, "wall_s_before": walls["before"], "wall_s_now": walls["now"],
+                     "sweep_efficiency": phases["now"]["components"] / walls["now"],
+                     "sweep_efficiency_before": phases["before"]["components"] / walls["before"],
+                     "phases_s_before": phases["before"], "phases_s_now": phases["now"],
+                     "method_results": len(scores["now"]), "same_scores": True}}
+
+
 # -- report ------------------------------------------------------------------------------
 
 def met(key: str, value: float) -> bool:
@@ -420,6 +489,8 @@ def main(argv=None) -> int:
                        f"accel on CPU, accel alone on an accelerator)")
   ap.add_argument("--rss_methods", default="lp,levi",
                   help="methods of the cpu-preset MovieLens run whose peak RSS is measured")
+  ap.add_argument("--sweep_args", default=SWEEP_ARGS,
+                  help="sweep: the run_benchmark.py arguments timed before and now")
   ap.add_argument("--accel_batch", type=int, default=64, help="accel: examples per step")
   ap.add_argument("--accel_seq", type=int, default=64, help="accel: tokens per example")
   ap.add_argument("--accel_backbones", default=",".join(ACCEL_BACKBONES),
@@ -442,6 +513,7 @@ def main(argv=None) -> int:
     runs = {"ft_step": lambda: ft_step(), "cached_epoch": lambda: cached_epoch(tmp / "c"),
             "pipeline": lambda: pipeline(tmp / "p"), "reuse": lambda: reuse(tmp / "r"),
             "rss": lambda: peak_rss(tmp / "m", a.rss_methods),
+            "sweep": lambda: sweep(tmp / "s", a.sweep_args),
             "accel": lambda: accel(batch=a.accel_batch, seq=a.accel_seq, backbones=tuple(
                 b.strip() for b in a.accel_backbones.split(",") if b.strip()))}
     for name in only:
@@ -458,6 +530,11 @@ def main(argv=None) -> int:
   for k, r in out["results"].items():
     print(f"{k:22s} {r['value']:10.3f}   target {r['target']:8s} "
           f"{'met' if r['met'] else 'NOT met'}")
+  if "sweep" in details:
+    d = details["sweep"]
+    print(f"{'sweep_efficiency':22s} {d['sweep_efficiency']:10.3f}   (before: "
+          f"{d['sweep_efficiency_before']:.3f}; wall {d['wall_s_before']:.0f} s -> "
+          f"{d['wall_s_now']:.0f} s)")
   if a.json:
     from benchmark.store import atomic_write_text
     atomic_write_text(a.json, json.dumps(out, indent=2, default=float) + "\n")

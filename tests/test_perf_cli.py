@@ -1,5 +1,7 @@
 """The performance script's plumbing (not its timings: those are a
 benchmark, run by hand and recorded in docs/performance.md)."""
+import pytest
+
 from benchmark import perf
 
 
@@ -9,7 +11,7 @@ def test_targets_compare_the_right_way():
   assert perf.met("component_reuse", 1.0) and not perf.met("component_reuse", 0.9)
   assert set(perf.TARGETS) == {"ft_step_vs_torch", "ft_step_mfu", "cached_epoch_speedup",
                                "dispatch_efficiency", "pipeline_efficiency",
-                               "component_reuse", "peak_rss_gib"}
+                               "component_reuse", "peak_rss_gib", "sweep_speedup"}
 
 
 def test_unknown_section_is_a_one_line_error(capsys):
@@ -31,3 +33,16 @@ def test_accel_section_reports_each_backbone():
   assert got["minilm_l6"]["examples_per_s"] > 0 and 0 < got["minilm_l6"]["mfu"] < 1
   assert got["minilm_l6"]["step_gflop"] > 0
   assert "accel" not in perf.CPU_SECTIONS and "accel" in perf.SECTIONS
+
+
+@pytest.mark.slow
+def test_sweep_section_times_before_and_now_and_checks_the_numbers(tmp_path):
+  # Plumbing at toy size (the synthetic benchmark, smoke preset); the figure
+  # itself is a benchmark (docs/performance.md).
+  args = "--dataset synthetic_spurious --method l2sp --seeds 0 --preset smoke"
+  got = perf.sweep(tmp_path, args, timeout_s=600)
+  d = got["detail"]
+  assert got["sweep_speedup"] == d["wall_s_before"] / d["wall_s_now"] > 0
+  assert d["same_scores"] and d["method_results"] == 1
+  assert 0 < d["sweep_efficiency"] < 1 and 0 < d["sweep_efficiency_before"] < 1
+  assert "sweep" in perf.CPU_SECTIONS

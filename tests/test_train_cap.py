@@ -94,3 +94,11 @@ def test_a_capped_component_trains_on_the_cut_and_is_scored_on_every_row(tmp_pat
 def test_a_negative_cap_is_one_line(tmp_path):
   with pytest.raises(UserError, match="protocol.max_train_large"):
     smoke_context(tmp_path, **{"protocol.max_train_large": -5})
+
+
+@pytest.mark.parametrize("dataset", ["movielens_genre", "amazon_reviews", "amazon_reviews_text"])
+def test_cpu_presets_cap_only_the_large_model_trainers(dataset):
+  from benchmark import setup
+  c = setup.resolve_config(dataset, "cpu", {})
+  assert c.protocol.max_train_large == 1000
+  assert c.data[dataset].max_train == (0 if dataset == "movielens_genre" else 100_000)

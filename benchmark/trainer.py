@@ -252,11 +252,14 @@ def _eval_plan(job: TrainJob, splits: ShiftSplits, deferred: bool):
 
 
 def _predict_plan(job: TrainJob, fns, state: tuple, data: Mapping[str, dict],
-                  pools: Mapping, plan: Mapping) -> dict[str, np.ndarray]:
+                  pools: Mapping, plan: Mapping,
+                  known: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
   """Predictions of the model at ``state`` (trainable, frozen, rest) on every
-  pool, read off per eval split as ``plan`` says."""
-  out = {name: _map_batches(lambda b: fns["predict"](*state, b), data[name],
-                            len(data[name]["label"]), job.eval_batch_size, job.eval_batch_tokens)
+  pool (but those ``known`` already), read off per eval split as ``plan`` says."""
+  known = known or {}
+  out = {name: known[name] if name in known else _map_batches(
+             lambda b: fns["predict"](*state, b), data[name], len(data[name]["label"]),
+             job.eval_batch_size, job.eval_batch_tokens)
          for name in pools}
   return {name: out[pool] if idx is None else out[pool][idx]
           for name, (pool, idx) in plan.items()}
@@ -328,6 +331,7 @@ def train(job: TrainJob, splits: ShiftSplits,
                          {name: (name, None)})[name]
 
   best = (metrics.worst(job.task), -1, trainable, rest)
+  best_val_preds: dict[str, np.ndarray] = {}  # of ``best``, when validated in this process
   val_curve, loss_curve = [], []
   step = 0
   start_epoch, t_before, t_first_epoch = 0, 0.0, 0.0
@@ -401,11 +405,12 @@ def train(job: TrainJob, splits: ShiftSplits,
     if epoch == 0:
       t_first_epoch = time.perf_counter() - t_train0
     if validates(job, epoch):
-      v = metrics.score(job.task, predict_split("val", trainable, rest),
-                        np.asarray(splits.val.label))
+      val_preds = predict_split("val", trainable, rest)
+      v = metrics.score(job.task, val_preds, np.asarray(splits.val.label))
       val_curve.append(v)
       if metrics.better(job.task, v, best[0]):
         best = (v, epoch, trainable, rest)
+        best_val_preds = {"val": val_preds}  # the end's val pass would repeat it
       bar.set_postfix(loss=f"{loss_curve[-1]:.4f}", val=f"{v:.4f}")
     else:
       bar.set_postfix(loss=f"{loss_curve[-1]:.4f}")
@@ -428,7 +433,7 @@ def train(job: TrainJob, splits: ShiftSplits,
   _, best_epoch, trainable, rest = best
 
   t_eval0 = time.perf_counter()
-  preds = _predict_plan(job, fns, (trainable, frozen, rest), data, pools, plan)
+  preds = _predict_plan(job, fns, (trainable, frozen, rest), data, pools, plan, best_val_preds)
   t_eval = time.perf_counter() - t_eval0
   nnx.update(model, trainable, rest)  # leave the model at its best checkpoint
 

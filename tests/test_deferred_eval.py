@@ -101,3 +101,19 @@ def test_store_only_does_not_evaluate(tmp_path):
   with pytest.raises(NotStored, match="not evaluated"):
     later.component(spec).preds
   assert _record(later, spec).get("deferred")
+
+
+def test_the_stored_val_predictions_are_the_best_epochs_not_the_last(tmp_path, monkeypatch):
+  # The end of training reuses the best epoch's validation pass: with the
+  # first epoch forced to stay best, the record's val score must be its.
+  from benchmark import metrics
+  from benchmark import trainer as T
+  monkeypatch.setattr(T.metrics, "better",
+                      lambda task, v, best: best == metrics.worst(task))
+  ctx = smoke_context(tmp_path, epochs=3, **{"lr.ft": 1e-2})
+  res = ctx.component(ctx.spec("ft", 0))
+  rec = res.record
+  assert rec["best_epoch"] == 0 and rec["val_curve"][0] != rec["val_curve"][-1]
+  assert rec["scores"]["val"] == rec["val_curve"][0]
+  label = np.asarray(ctx.splits.val.label)
+  assert metrics.score(ctx.task, res.preds["val"], label) == rec["val_curve"][0]

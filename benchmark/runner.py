@@ -367,7 +367,7 @@ class ComponentRunner:
     model, rules, extra = self.build(spec)
     data, task = self.training_data(spec)
     job = self._job(spec, model, rules, extra, data, task)
-    later, eval_s = T.evaluate(job, data, res.params)
+    later, eval_s = T.evaluate(job, data, strip_state(res.params))
     got = {**res.stored_preds, **later}
     order = list(data.eval_plan()[1])
     preds = {k: got[k] for k in order if k in got}

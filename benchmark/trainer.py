@@ -251,15 +251,20 @@ def _eval_plan(job: TrainJob, splits: ShiftSplits, deferred: bool):
   return pools, plan
 
 
+def _predict_pool(job: TrainJob, fns, state: tuple, arrays: dict) -> np.ndarray:
+  """Predictions of the model at ``state`` (trainable, frozen, rest) on one
+  pool's host ``arrays``, in prediction batches as ``job`` sets them."""
+  return _map_batches(lambda b: fns["predict"](*state, b), arrays, len(arrays["label"]),
+                      job.eval_batch_size, job.eval_batch_tokens)
+
+
 def _predict_plan(job: TrainJob, fns, state: tuple, data: Mapping[str, dict],
                   pools: Mapping, plan: Mapping,
                   known: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
   """Predictions of the model at ``state`` (trainable, frozen, rest) on every
   pool (but those ``known`` already), read off per eval split as ``plan`` says."""
   known = known or {}
-  out = {name: known[name] if name in known else _map_batches(
-             lambda b: fns["predict"](*state, b), data[name], len(data[name]["label"]),
-             job.eval_batch_size, job.eval_batch_tokens)
+  out = {name: known[name] if name in known else _predict_pool(job, fns, state, data[name])
          for name in pools}
   return {name: out[pool] if idx is None else out[pool][idx]
           for name, (pool, idx) in plan.items()}
@@ -268,13 +273,12 @@ def _predict_plan(job: TrainJob, fns, state: tuple, data: Mapping[str, dict],
 def evaluate(job: TrainJob, splits: ShiftSplits, params: Mapping[str, np.ndarray]
              ) -> tuple[dict[str, np.ndarray], float]:
   """The predictions ``train`` deferred (``defer_eval``), of ``job.model``
-  with ``params`` (a ``TrainResult``'s trainable params, and its state under
-  ``state:``) loaded, by the compiled prediction training uses; and the
-  seconds they took."""
+  with ``params`` (a ``TrainResult``'s trainable params and state, by flat
+  name) loaded, by the compiled prediction training uses; and the seconds
+  they took."""
   if _large_frozen(job.model, tuple((r, bool(t)) for r, t in job.rules)):
     raise ValueError("evaluate: a frozen large model's predictions are never deferred")
-  P.load_params(job.model, {k[len("state:"):] if k.startswith("state:") else k: v
-                            for k, v in params.items()}, strict=False)
+  P.load_params(job.model, params, strict=False)
   fns, trainable, frozen, rest = _job_functions(job)
   t0 = time.perf_counter()
   pools, plan = _eval_plan(job, splits, deferred=True)
@@ -322,13 +326,13 @@ def train(job: TrainJob, splits: ShiftSplits,
   k = job.steps_per_dispatch or steps_per_epoch
   rng = np.random.default_rng(job.seed)
   chunk_sharding = meshlib.batch_sharding(1)
-  # Training batches share one shape: the split is cut once to its longest sequence.
+  # Training batches share one shape: the split is cut once to its longest
+  # sequence (``trim_batches``: then each batch to its own, below).
   train_arrays = trim_tokens(data[job.train_split])
   token_mask = _token_mask(train_arrays) if job.trim_batches else None
 
   def predict_split(name, tr, re_):
-    return _predict_plan(job, fns, (tr, frozen, re_), data, {name: None},
-                         {name: (name, None)})[name]
+    return _predict_pool(job, fns, (tr, frozen, re_), data[name])
 
   best = (metrics.worst(job.task), -1, trainable, rest)
   best_val_preds: dict[str, np.ndarray] = {}  # of ``best``, when validated in this process

@@ -46,9 +46,9 @@ def _cut_tokens(arrays, length: int):
   """``arrays`` with every ``[N, T]`` leaf of its token view cut to ``length``
   positions. Right padding is masked out of attention and pooling, so the
   cut changes no output; it saves the padded positions' compute."""
-  def cut(view):
+  def cut(view):  # [N, T] leaves, and [N, T, H] ones (a frozen bottom's token states)
     t = view["mask"].shape[1]
-    return {k: (v[:, :length] if np.ndim(v) == 2 and v.shape[1] == t else v)
+    return {k: (v[:, :length] if np.ndim(v) >= 2 and v.shape[1] == t else v)
             for k, v in view.items()}
   if "mask" in arrays:
     return cut(arrays)
@@ -79,13 +79,27 @@ def _map_batches(fn, arrays, n: int, bs: int, tokens: int = 0) -> Any:
   ``tokens`` > 0 also caps a batch at that many positions (a power of two of
   examples, at most ``bs``): on a CPU a text model's forward runs 1.6x
   faster at 64 x 56 tokens than at 1024 x 56 (docs/performance.md)."""
+  got = list(map_batches_by_rows(fn, arrays, n, bs, tokens))
+  out = jax.tree.map(lambda *xs: np.concatenate(xs), *[o for _, o in got])
+  if _token_mask(arrays) is None:
+    return out
+  order = np.concatenate([rows for rows, _ in got])
+  inverse = np.empty_like(order)
+  inverse[order] = np.arange(n)
+  return jax.tree.map(lambda o: o[inverse], out)
+
+
+def map_batches_by_rows(fn, arrays, n: int, bs: int, tokens: int = 0):
+  """``_map_batches``'s batches one at a time: yields ``(rows, outputs)``,
+  the example rows of each batch (padding cut) and ``fn``'s host outputs on
+  them, in the bucketed order; a caller may write them into place (e.g. a
+  memory-mapped array) instead of holding every batch."""
   b_max = eval_batch(n, bs)
   shards = meshlib.num_data_shards()
   sharding = meshlib.batch_sharding(0)
   mask = _token_mask(arrays)
   lengths = mask.sum(axis=1) if mask is not None else None
   order = (np.argsort(lengths, kind="stable") if mask is not None else np.arange(n))
-  outs = []
   start = 0
   while start < n:
     b = b_max
@@ -98,20 +112,13 @@ def _map_batches(fn, arrays, n: int, bs: int, tokens: int = 0) -> Any:
     idx = order[start:start + b]
     start += b
     pad = b - len(idx)  # one batch size for every batch, the last one included
+    rows = idx
     idx = np.concatenate([idx, np.full(pad, idx[0], idx.dtype)]) if pad else idx
     batch = jax.tree.map(lambda a: a[idx], arrays)
     if mask is not None:
       batch = _cut_tokens(batch, _needed_length(mask[idx]))
     batch = meshlib.put(batch, sharding, batch_axis=0)
-    outs.append(jax.tree.map(lambda o: meshlib.fetch(o)[: len(idx) - pad], fn(batch)))
-  out = jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
-  if mask is None:
-    return out
-  inverse = np.empty_like(order)
-  inverse[order] = np.arange(n)
-  return jax.tree.map(lambda o: o[inverse], out)
-
-
+    yield rows, jax.tree.map(lambda o: meshlib.fetch(o)[: len(rows)], fn(batch))
 
 
 def replace_with_oov(chunk, rate: float, rng: np.random.Generator):

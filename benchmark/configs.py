@@ -52,6 +52,11 @@ def base_config(data_defaults: Mapping[str, Mapping[str, Any]] | None = None,
   # its own longest sequence needs (the same batches, less padding: the
   # numbers move by float rounding only). False: the training split's longest.
   c.trim_batches = False
+  # True: a light-tuned large model's frozen bottom blocks (HT, LEVI light,
+  # A3: the lower half) run once per split and weights, their token states
+  # cached on disk (float32, memory-mapped), and the top blocks train and
+  # predict on them; the same arithmetic. False: every step runs them.
+  c.bottom_cache = True
   from benchmark import kinds
   c.lr = ml_collections.ConfigDict(kinds.lr_defaults())
   c.model = ml_collections.ConfigDict(dict(

@@ -27,7 +27,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from benchmark import locks, metrics, multihost, tensorboard_events
+from benchmark import compile_clock, locks, metrics, multihost, tensorboard_events
 from benchmark import trainer as T
 from benchmark.data import ShiftSplits, cap_train
 from benchmark.errors import UserError
@@ -294,6 +294,7 @@ class ComponentRunner:
         # ingredients) never are. Frozen-large and small models are cheap.
         defer_eval=self.defer_eval and kind.trains_large,
         trim_batches=bool(c.get("trim_batches", False)),
+        bottom_cache=bool(c.get("bottom_cache", True)),
         desc=f"{spec.kind} seed {spec.seed}", **fields, **extra)
 
   def _train(self, spec: ComponentSpec) -> dict:
@@ -367,7 +368,9 @@ class ComponentRunner:
     model, rules, extra = self.build(spec)
     data, task = self.training_data(spec)
     job = self._job(spec, model, rules, extra, data, task)
-    later, eval_s = T.evaluate(job, data, strip_state(res.params))
+    c0 = compile_clock.seconds()
+    later, eval_s = T.evaluate(job, data, strip_state(res.params), self.feature_cache)
+    compile_s = compile_clock.seconds() - c0
     got = {**res.stored_preds, **later}
     order = list(data.eval_plan()[1])
     preds = {k: got[k] for k in order if k in got}
@@ -375,6 +378,7 @@ class ComponentRunner:
     self.store.write_arrays(path.with_name(spec.key + ".preds.npz"), preds)
     timings = dict(rec.get("timings", {}))
     timings["deferred_eval_s"] = eval_s
+    timings["deferred_compile_s"] = compile_s
     done = {k: v for k, v in rec.items() if k != "deferred"}  # written_at: its training's
     done.update(scores=self._scores(spec, data, task, preds), timings=timings)
     self.store.write(path, done)

@@ -2,8 +2,9 @@
 
 The step is a pure jitted function over (trainable params, optimizer state,
 frozen params, other state, batch). A list of freezing rules says which
-parameters train; frozen ones get no gradient, and when the whole large model
-is frozen its encodings are computed once per split and cached. An epoch runs as
+parameters train; frozen ones get no gradient, and the large model's frozen
+part (all of it, or a light-tuned one's bottom blocks) is computed once per
+split and cached (``benchmark.frozen_views``). An epoch runs as
 ``lax.scan`` over a chunk of batches (one dispatch per chunk, not per step), with
 batches sharded over the mesh's ``data`` axis. The checkpoint kept is the one
 with the best ID-validation metric. A job may defer its final predictions on
@@ -26,9 +27,10 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from benchmark import compile_clock, metrics
 from benchmark import mesh as meshlib
-from benchmark import metrics
 from benchmark.data import REGRESSION, ShiftSplits, Split
+from benchmark.frozen_views import cached_views, chunk_steps, large_frozen
 from benchmark.batching import (  # noqa: F401  (re-exported: tests and perf use them)
     OOV_ID, SEQ_MULTIPLE, _cut_tokens, _map_batches, _needed_length, _round_batch, _token_mask,
     eval_batch, replace_with_oov, trim_tokens)
@@ -79,6 +81,9 @@ class TrainJob:
   # True: the final predictions cover ID validation only; the other eval
   # splits wait for ``evaluate`` (``TrainResult.deferred`` names them).
   defer_eval: bool = False
+  # True: a light-tuned large model's frozen bottom blocks run once per split
+  # and weights, cached (``benchmark.frozen_views``); the top blocks train on them.
+  bottom_cache: bool = True
   # True: a training batch of a token view is cut to the positions its own
   # longest sequence needs (the same batches, less padding; one step per
   # dispatch, since a scan needs one shape). False: the split's longest.
@@ -211,21 +216,6 @@ def _compiled(graphdef, rules: tuple, task: str, head_weights: tuple | None,
           "predict": predict, "trainable_filter": trainable_f}
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled_encoder(graphdef):
-  @jax.jit
-  def encode(state, view):
-    return tuple(nnx.merge(graphdef, state)(view, train=False))
-  return encode
-
-
-def _large_frozen(model, rules) -> bool:
-  if getattr(model, "large", None) is None or not hasattr(model, "select_taps"):
-    return False
-  match = P.rule_matcher(rules)
-  return not any(match(k) for k in P.flat_params(model) if k.startswith("large/"))
-
-
 def _job_functions(job: TrainJob):
   """``job``'s compiled functions and its model's (trainable, frozen, rest)
   state, on the devices: what training and ``evaluate`` share."""
@@ -270,19 +260,22 @@ def _predict_plan(job: TrainJob, fns, state: tuple, data: Mapping[str, dict],
           for name, (pool, idx) in plan.items()}
 
 
-def evaluate(job: TrainJob, splits: ShiftSplits, params: Mapping[str, np.ndarray]
+def evaluate(job: TrainJob, splits: ShiftSplits, params: Mapping[str, np.ndarray],
+             feature_cache: FeatureCache | None = None
              ) -> tuple[dict[str, np.ndarray], float]:
   """The predictions ``train`` deferred (``defer_eval``), of ``job.model``
   with ``params`` (a ``TrainResult``'s trainable params and state, by flat
   name) loaded, by the compiled prediction training uses; and the seconds
   they took."""
-  if _large_frozen(job.model, tuple((r, bool(t)) for r, t in job.rules)):
+  rules = tuple((r, bool(t)) for r, t in job.rules)
+  if large_frozen(job.model, rules):
     raise ValueError("evaluate: a frozen large model's predictions are never deferred")
   P.load_params(job.model, params, strict=False)
   fns, trainable, frozen, rest = _job_functions(job)
   t0 = time.perf_counter()
   pools, plan = _eval_plan(job, splits, deferred=True)
-  data = {name: s.arrays() for name, s in pools.items()}
+  data = cached_views(job, rules, {name: s.arrays() for name, s in pools.items()},
+                      feature_cache)
   preds = _predict_plan(job, fns, (trainable, frozen, rest), data, pools, plan)
   return preds, time.perf_counter() - t0
 
@@ -300,30 +293,23 @@ def train(job: TrainJob, splits: ShiftSplits,
   start = trainable if job.loss_term is not None else None
 
   t0 = time.perf_counter()
+  c0 = compile_clock.seconds()
   train_split: Split = getattr(splits, job.train_split)
   pools, plan = _eval_plan(job, splits, deferred=False)
   deferred = tuple(_eval_plan(job, splits, deferred=True)[1])
   data = {job.train_split: train_split.arrays(), **{k: s.arrays() for k, s in pools.items()}}
 
-  # A frozen large model runs once per split; its taps replace its view.
-  if _large_frozen(model, rules):
-    enc_graph, enc_state = nnx.split(model.large)
-    encode = _compiled_encoder(enc_graph)
-    enc_state = meshlib.put(enc_state, repl)
-    cache = feature_cache if (feature_cache is not None and job.cache_key) else FeatureCache()
-    key = job.cache_key or "uncached"
-    for name in list(data):
-      arr = data[name]
-      taps = cache.get(key, name, lambda arr=arr: _map_batches(
-          lambda b: encode(enc_state, b), arr["large"], len(arr["label"]),
-          job.eval_batch_size, job.eval_batch_tokens))
-      data[name] = {"large_taps": taps, "small": arr["small"], "label": arr["label"]}
+  # The large model's frozen part runs once per split (and weights): a
+  # frozen one's taps, or a light-tuned one's bottom blocks, replace its view.
+  data = cached_views(job, rules, data, feature_cache)
   t_cache = time.perf_counter() - t0
 
   n = len(train_split)
   bs = _round_batch(job.batch_size, n)
   steps_per_epoch = n // bs
   k = job.steps_per_dispatch or steps_per_epoch
+  if "large_bottom" in data[job.train_split]:  # token states: a chunk's host copy is large
+    k = chunk_steps(data[job.train_split], bs, k)
   rng = np.random.default_rng(job.seed)
   chunk_sharding = meshlib.batch_sharding(1)
   # Training batches share one shape: the split is cut once to its longest
@@ -452,6 +438,8 @@ def train(job: TrainJob, splits: ShiftSplits,
                "train_s_per_example": ((t_train - t_first_epoch) / later
                                        if job.epochs > 1 else math.nan),
                "eval_s": t_eval, "resumed_from_epoch": start_epoch,
+               # inside the phases above: tracing, lowering, XLA (or the persistent cache)
+               "compile_s": compile_clock.seconds() - c0,
                "eval_s_per_example": t_eval / n_eval if n_eval else math.nan},
       deferred=deferred)
 

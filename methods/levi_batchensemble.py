@@ -22,7 +22,7 @@ from flax import nnx
 from benchmark.builtin_kinds import TRAIN_ALL, ensemble_config, ensemble_large
 from benchmark.kinds import LIGHT, ComponentKind, register_kind
 from benchmark.models.heads import concat
-from benchmark.models.task import LayerwiseEnsemble
+from benchmark.models.task import LayerwiseEnsemble, large_taps
 from methods.base import SingleComponent, register
 
 
@@ -72,10 +72,7 @@ class BatchEnsembleLevi(LayerwiseEnsemble):
 
   def __call__(self, batch, *, train: bool = False) -> jax.Array:
     z = self.small(batch["small"], train=train) if self.small is not None else None
-    if "large_taps" in batch:
-      feats = self.select_taps(tuple(batch["large_taps"]))
-    else:
-      feats = self.select_taps(tuple(self.large(batch["large"], train=train)))
+    feats = large_taps(self, batch, train)
     return jnp.stack([self.adapters(i, concat(f, z)) for i, f in enumerate(feats)])
 
 

@@ -27,6 +27,14 @@ class Backbone:
   ``weights_key(cfg)`` names them by content). Text backbones turn the
   dataset's sentences into their own tokens with ``prepare(texts, cfg)``.
   ``lora_targets`` is the path regex of the linear layers LoRA adapts.
+
+  A module may also split itself for light-tuning (``benchmark.trainer``
+  then computes its frozen bottom once per split and weights, and trains the
+  top on it): ``bottom(view, blocks) -> (carry, taps)`` runs the first
+  ``blocks`` blocks (``carry``: a dict of per-example arrays, a token view
+  when it has a ``mask``), ``top(carry, blocks, train) -> taps`` the rest, and
+  ``bottom_patterns(blocks)`` are the regexes of the parameters ``bottom``
+  reads. ``bottom``'s taps followed by ``top``'s are ``__call__``'s.
   """
   name: str
   modality: str

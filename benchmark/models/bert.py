@@ -177,9 +177,10 @@ class BertEncoder(nnx.Module):
     return [rf"layers/{i}/" for i in range(self.num_blocks)]
 
   def sequence_outputs(self, view: Mapping[str, jax.Array], *,
-                       train: bool = False) -> list[jax.Array]:
+                       train: bool = False, blocks: int | None = None) -> list[jax.Array]:
     """``[B, T, H]`` states: embeddings, then each layer (HF's
-    ``hidden_states``). Padding positions hold values but mean nothing."""
+    ``hidden_states``), up to the first ``blocks`` layers (None: all).
+    Padding positions hold values but mean nothing."""
     del train
     ids, mask = view["ids"], view["mask"]
     if ids.shape[1] > self.cfg.max_position:
@@ -187,17 +188,45 @@ class BertEncoder(nnx.Module):
                       f"{self.cfg.max_position} positions; lower max_len")
     h = self.embeddings(ids)
     states = [h]
-    for layer in self.layers:
+    for layer in self.layers[:blocks]:
       h = layer(h, mask)
       states.append(h)
     return states
 
+  @staticmethod
+  def _pool(h: jax.Array, mask: jax.Array) -> jax.Array:
+    m = mask.astype(h.dtype)[..., None]
+    return (h * m).sum(axis=1) / jnp.maximum(m.sum(axis=1), 1.0)
+
   def __call__(self, view: Mapping[str, jax.Array], *,
                train: bool = False) -> list[jax.Array]:
     states = self.sequence_outputs(view, train=train)
-    m = view["mask"].astype(states[0].dtype)[..., None]
-    denom = jnp.maximum(m.sum(axis=1), 1.0)
-    return [(h * m).sum(axis=1) / denom for h in states[1:]]
+    return [self._pool(h, view["mask"]) for h in states[1:]]
+
+  # The frozen bottom of a light-tuned model, computed once (``benchmark.trainer``).
+  def bottom_patterns(self, blocks: int) -> list[str]:
+    """Regex of the parameters the first ``blocks`` layers' outputs depend on."""
+    return [r"embeddings/"] + self.block_patterns()[:blocks]
+
+  def bottom(self, view: Mapping[str, jax.Array], blocks: int
+             ) -> tuple[dict[str, jax.Array], list[jax.Array]]:
+    """The first ``blocks`` layers: the token states they hand on (a token
+    view, ``{"hidden": [B, T, H], "mask"}``) and their taps."""
+    states = self.sequence_outputs(view, blocks=blocks)
+    return ({"hidden": states[-1], "mask": view["mask"]},
+            [self._pool(h, view["mask"]) for h in states[1:]])
+
+  def top(self, carry: Mapping[str, jax.Array], blocks: int, *,
+          train: bool = False) -> list[jax.Array]:
+    """The taps of the layers after the first ``blocks``, from ``bottom``'s
+    token states: ``bottom``'s taps + ``top``'s = ``__call__``'s."""
+    del train
+    h, mask = carry["hidden"], carry["mask"]
+    taps = []
+    for layer in self.layers[blocks:]:
+      h = layer(h, mask)
+      taps.append(self._pool(h, mask))
+    return taps
 
 
 # --- Hugging Face checkpoints -------------------------------------------------

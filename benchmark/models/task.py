@@ -7,7 +7,10 @@ then the same code for every method (``benchmark.trainer``).
 Both read the large model's taps from ``batch["large_taps"]`` when present:
 when the large model is frozen, the trainer computes its full tap list once per
 split (and caches it on disk) and feeds it back, so frozen parts are never
-recomputed nor given gradients. ``select_taps`` picks what each model uses.
+recomputed nor given gradients. When only its bottom blocks are frozen
+(light-tuning), ``batch["large_bottom"]`` holds their taps and
+``batch["large"]`` what they hand on, and the model runs its top blocks.
+``select_taps`` picks what each model uses.
 """
 from __future__ import annotations
 
@@ -20,9 +23,16 @@ from flax import nnx
 from benchmark.models.heads import Adapter, concat, linear_head
 
 
-def _large_taps(model, batch, train):
+def large_taps(model, batch, train) -> tuple[jax.Array, ...]:
+  """The large model's taps that ``model`` uses (``select_taps``), however
+  the trainer feeds them: the view, the frozen model's cached taps, or a
+  frozen bottom's cached outputs. A task model of a method module reads its
+  large model through this (and sets ``reads_cached_bottom``)."""
   if "large_taps" in batch:
     taps = tuple(batch["large_taps"])
+  elif "large_bottom" in batch:  # the frozen bottom's taps; ``large``: what it hands on
+    bottom = tuple(batch["large_bottom"])
+    taps = bottom + tuple(model.large.top(batch["large"], len(bottom), train=train))
   else:
     taps = tuple(model.large(batch["large"], train=train))
   return model.select_taps(taps)
@@ -31,6 +41,7 @@ def _large_taps(model, batch, train):
 class LargeWithHead(nnx.Module):
   """A large model with a linear head on its pooled last layer: the FT, HT,
   LP, FS and LP->FT rows."""
+  reads_cached_bottom = True  # its large model is read through ``large_taps``
 
   def __init__(self, large: nnx.Module, out_dim: int, *, rngs: nnx.Rngs):
     self.large = large
@@ -40,7 +51,7 @@ class LargeWithHead(nnx.Module):
     return (taps[-1],)
 
   def __call__(self, batch, *, train: bool = False) -> jax.Array:
-    (feat,) = _large_taps(self, batch, train)
+    (feat,) = large_taps(self, batch, train)
     return self.head(feat)[None]
 
 
@@ -51,6 +62,7 @@ class LayerwiseEnsemble(nnx.Module):
   model output). Without a large model (A4/A5) ``num_heads`` adapters all read
   the small model; without a small model (A3) adapters read the taps alone.
   """
+  reads_cached_bottom = True  # its large model is read through ``large_taps``
 
   def __init__(self, large: nnx.Module | None, small: nnx.Module | None,
                taps: Sequence[int] | None, num_heads: int, adapter_hidden: int,
@@ -74,7 +86,7 @@ class LayerwiseEnsemble(nnx.Module):
   def __call__(self, batch, *, train: bool = False) -> jax.Array:
     z = self.small(batch["small"], train=train) if self.small is not None else None
     if self.large is not None:
-      feats = _large_taps(self, batch, train)
+      feats = large_taps(self, batch, train)
       outs = [a(concat(f, z)) for a, f in zip(self.adapters, feats)]
     else:
       outs = [a(z) for a in self.adapters]

@@ -25,12 +25,13 @@ Keys (target):
   run (``--rss_methods``, seed 0), in a child process.
 - ``sweep_speedup`` (>= 4): wall time of a sweep (``--sweep_args``: by default
   L2-SP's strengths on MovieLens, ``cpu`` preset, seed 0, from an empty
-  workdir) as the harness ran it before (``--config.defer_eval=false``: every
-  model run over test_id and OOD when it finishes training) over the same
-  sweep now, each in a child process; the two must give the same table
-  (checked). Its detail has ``sweep_efficiency``: the components' own time
-  (tap cache, training, validation, prediction) over the wall time, the rest
-  being start-up, data loading and combining.
+  workdir) as the harness ran it before (``BEFORE_FLAGS``: every model run
+  over test_id and OOD when it finishes training, every light-tuned step
+  through the frozen bottom blocks) over the same sweep now, each in a child
+  process; the two must give the same scores to 1e-4 (checked). Its detail
+  has ``sweep_efficiency``: the components' own time (tap cache, training,
+  validation, prediction) over the wall time, the rest being start-up, data
+  loading and combining.
 
 On an accelerator the default is ``--only accel``: examples/s and MFU of the
 ``ft`` step of ``minilm_l6``, ``t5_small`` and ``vit_b16`` in bfloat16 (no
@@ -330,6 +331,7 @@ def _epoch_runner(ctx, spec, data: dict):
 def cached_epoch(workdir: Path, reps: int = 31) -> dict:
   import jax
 
+  from benchmark import frozen_views as FV
   from benchmark import trainer as T
   ctx = _movielens_context(workdir)
   train = ctx.splits.train.arrays()
@@ -339,7 +341,7 @@ def cached_epoch(workdir: Path, reps: int = 31) -> dict:
   spec = ctx.spec("levi_frozen", 0)
   model, rules, _ = ctx.build(spec)
   enc_graph, enc_state = __import__("flax").nnx.split(model.large)
-  encode = T._compiled_encoder(enc_graph)
+  encode = FV._compiled_encoder(enc_graph)
   _log(f"cached epoch: MiniLM taps of {len(train['label'])} training ratings")
   taps = T._map_batches(lambda b: encode(enc_state, b), train["large"], len(train["label"]),
                         int(ctx.config.eval_batch_size))
@@ -423,6 +425,7 @@ def sweep_phases(workdir: Path, wall_s: float) -> dict[str, float]:
   loading, methods' own predictions such as soups' and WiSE-FT's, tables)."""
   out = dict.fromkeys(("tap_cache", "first_epochs", "later_epochs", "final_prediction",
                        "deferred_prediction"), 0.0)
+  compile_s, n = 0.0, 0
   for f in (workdir / "runs" / "components").rglob("*.json"):
     t = json.loads(f.read_text()).get("timings", {})
     out["tap_cache"] += float(t.get("cache_s", 0.0))
@@ -430,8 +433,13 @@ def sweep_phases(workdir: Path, wall_s: float) -> dict[str, float]:
     out["later_epochs"] += float(t.get("train_s", 0.0)) - float(t.get("first_epoch_s", 0.0))
     out["final_prediction"] += float(t.get("eval_s", 0.0))
     out["deferred_prediction"] += float(t.get("deferred_eval_s", 0.0))
+    compile_s += float(t.get("compile_s", 0.0)) + float(t.get("deferred_compile_s", 0.0))
+    n += 1
   out["components"] = sum(out.values())
   out["rest"] = wall_s - out["components"]
+  # Inside the phases above, not added to them: making compiled programs.
+  out["compile_within_components"] = compile_s
+  out["component_records"] = n
   return out
 
 
@@ -443,18 +451,50 @@ def _method_scores(workdir: Path) -> dict:
   return out
 
 
-def sweep(workdir: Path, args: str = SWEEP_ARGS, timeout_s: float = 3 * 3600) -> dict:
+# How the harness ran a sweep before its sweep speed-ups: every model run over
+# test_id and OOD when it finishes training, every light-tuned step through
+# the frozen bottom blocks.
+BEFORE_FLAGS = ("--config.defer_eval=false", "--config.bottom_cache=false")
+# Method scores of the two runs agree to this (float rounding of the cached
+# bottom's other compiled programs; deferral alone is bit-identical).
+SCORE_TOL = 1e-4
+
+
+def same_scores(a: dict, b: dict, tol: float = SCORE_TOL) -> bool:
+  """Whether two runs' method scores name the same results and agree to ``tol``."""
+  if a.keys() != b.keys():
+    return False
+  for k in a:
+    x, y = a[k] or {}, b[k] or {}
+    if x.keys() != y.keys() or any(
+        not np.isclose(float(x[s]), float(y[s]), rtol=0, atol=tol, equal_nan=True)
+        for s in x):
+      return False
+  return True
+
+
+def sweep(workdir: Path, args: str = SWEEP_ARGS, timeout_s: float = 3 * 3600,
+          warm: bool = False) -> dict:
   """``args`` run from an empty workdir as the harness ran it before
-  (``defer_eval=false``) and as it runs now, one after the other, each in a
-  child process: the wall-time ratio, the components' share of the wall time
-  now, and a check that both give the same numbers."""
+  (``BEFORE_FLAGS``) and as it runs now, one after the other, each in a
+  child process, each from an empty compilation cache: the wall-time ratio,
+  the components' share of the wall time now, their compile seconds, and a
+  check that both give the same numbers (to ``SCORE_TOL``). ``warm``: "now"
+  once more on the compiled programs it left (what compiling still costs
+  with a warm persistent cache)."""
   walls, phases, scores = {}, {}, {}
-  for name, defer in (("before", "false"), ("now", "true")):
+  runs = [("before", BEFORE_FLAGS, "before"), ("now", (), "now")]
+  if warm:  # the same sweep again in a new workdir, on the compiled programs "now" left
+    runs.append(("now_warm", (), "now"))
+  for name, flags, jit_cache in runs:
     wd = workdir / name
-    cmd = [sys.executable, str(REPO / "run_benchmark.py"), *args.split(),
-           f"--config.defer_eval={defer}", "--workdir", str(wd)]
+    cmd = [sys.executable, str(REPO / "run_benchmark.py"), *args.split(), *flags,
+           "--workdir", str(wd)]
     _log(f"sweep ({name}): " + " ".join(cmd[1:]))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # Each run starts from its own empty compilation cache (the warm rerun
+    # reuses "now"'s), so that neither pays or skips the other's compiling.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "JAX_COMPILATION_CACHE_DIR": str(workdir / f"jit_cache_{jit_cache}")}
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout_s)
@@ -463,14 +503,18 @@ def sweep(workdir: Path, args: str = SWEEP_ARGS, timeout_s: float = 3 * 3600) ->
       raise RuntimeError(f"the sweep ({name}) failed: {proc.stderr.strip().splitlines()[-1:]}")
     phases[name] = sweep_phases(wd, walls[name])
     scores[name] = _method_scores(wd)
-  if scores["before"] != scores["now"]:
-    raise RuntimeError("the sweep's method scores differ with defer_eval=false and true")
-  return {"sweep_speedup": walls["before"] / walls["now"],
-          "detail": {"args": args, "wall_s_before": walls["before"], "wall_s_now": walls["now"],
-                     "sweep_efficiency": phases["now"]["components"] / walls["now"],
-                     "sweep_efficiency_before": phases["before"]["components"] / walls["before"],
-                     "phases_s_before": phases["before"], "phases_s_now": phases["now"],
-                     "method_results": len(scores["now"]), "same_scores": True}}
+  if not same_scores(scores["before"], scores["now"]):
+    raise RuntimeError(f"the sweep's method scores differ with {' '.join(BEFORE_FLAGS)} "
+                       f"and without")
+  detail = {"args": args, "wall_s_before": walls["before"], "wall_s_now": walls["now"],
+            "sweep_efficiency": phases["now"]["components"] / walls["now"],
+            "sweep_efficiency_before": phases["before"]["components"] / walls["before"],
+            "phases_s_before": phases["before"], "phases_s_now": phases["now"],
+            "method_results": len(scores["now"]), "same_scores": True}
+  if warm:
+    detail.update(wall_s_now_warm=walls["now_warm"], phases_s_now_warm=phases["now_warm"],
+                  same_scores_warm=scores["now_warm"] == scores["now"])
+  return {"sweep_speedup": walls["before"] / walls["now"], "detail": detail}
 
 
 # -- report ------------------------------------------------------------------------------
@@ -489,6 +533,9 @@ def main(argv=None) -> int:
                        f"accel on CPU, accel alone on an accelerator)")
   ap.add_argument("--rss_methods", default="lp,levi",
                   help="methods of the cpu-preset MovieLens run whose peak RSS is measured")
+  ap.add_argument("--sweep_warm", action="store_true",
+                  help="sweep: run the current harness once more on the compiled programs "
+                       "its first run left (compile cost with a warm cache)")
   ap.add_argument("--sweep_args", default=SWEEP_ARGS,
                   help="sweep: the run_benchmark.py arguments timed before and now")
   ap.add_argument("--accel_batch", type=int, default=64, help="accel: examples per step")
@@ -513,7 +560,7 @@ def main(argv=None) -> int:
     runs = {"ft_step": lambda: ft_step(), "cached_epoch": lambda: cached_epoch(tmp / "c"),
             "pipeline": lambda: pipeline(tmp / "p"), "reuse": lambda: reuse(tmp / "r"),
             "rss": lambda: peak_rss(tmp / "m", a.rss_methods),
-            "sweep": lambda: sweep(tmp / "s", a.sweep_args),
+            "sweep": lambda: sweep(tmp / "s", a.sweep_args, warm=a.sweep_warm),
             "accel": lambda: accel(batch=a.accel_batch, seq=a.accel_seq, backbones=tuple(
                 b.strip() for b in a.accel_backbones.split(",") if b.strip()))}
     for name in only:

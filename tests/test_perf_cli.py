@@ -14,6 +14,15 @@ def test_targets_compare_the_right_way():
                                "component_reuse", "peak_rss_gib", "sweep_speedup"}
 
 
+def test_sweep_scores_agree_to_the_tolerance_and_name_the_same_results():
+  a = {("ft", 0): {"val": 1.0, "ood": 1.2}, ("lp", 0): {"val": 1.1, "ood": 1.3}}
+  assert perf.same_scores(a, {k: dict(v) for k, v in a.items()})
+  assert perf.same_scores(a, {**a, ("ft", 0): {"val": 1.0 + 5e-5, "ood": 1.2}})
+  assert not perf.same_scores(a, {**a, ("ft", 0): {"val": 1.0 + 2e-4, "ood": 1.2}})
+  assert not perf.same_scores(a, {("ft", 0): a[("ft", 0)]})
+  assert not perf.same_scores(a, {**a, ("ft", 0): {"val": 1.0}})
+
+
 def test_unknown_section_is_a_one_line_error(capsys):
   assert perf.main(["--only", "ft_stp"]) == 2
   err = capsys.readouterr().err.strip()
@@ -44,5 +53,8 @@ def test_sweep_section_times_before_and_now_and_checks_the_numbers(tmp_path):
   d = got["detail"]
   assert got["sweep_speedup"] == d["wall_s_before"] / d["wall_s_now"] > 0
   assert d["same_scores"] and d["method_results"] == 1
+  # Each run compiled from its own empty cache; the records say how long.
+  assert d["phases_s_now"]["compile_within_components"] > 0
+  assert d["phases_s_now"]["component_records"] > 0
   assert 0 < d["sweep_efficiency"] < 1 and 0 < d["sweep_efficiency_before"] < 1
   assert "sweep" in perf.CPU_SECTIONS

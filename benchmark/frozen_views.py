@@ -9,9 +9,11 @@ half of the blocks train) whose backbone can split itself (``bottom`` /
 (``large_bottom``) and the token states they hand on (``large``, memory-mapped
 on disk), cached under a digest of the bottom's weights and of the split's
 view, so that every light-tuned kind, seed and invocation shares one
-computation and the top blocks train and predict on it. Both are the same
-arithmetic as running the whole network: float32 states, no dropout in the
-frozen part.
+computation and the top blocks train and predict on it (opt-in,
+``bottom_cache``). Both are the same function as running the whole network
+(float32 states, no dropout in the frozen part); in bfloat16 a row's
+rounding depends on its batch's shape, so the light-tuned numbers move
+within that rounding (docs/fidelity.md).
 """
 from __future__ import annotations
 

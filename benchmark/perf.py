@@ -26,9 +26,9 @@ Keys (target):
 - ``sweep_speedup`` (>= 4): wall time of a sweep (``--sweep_args``: by default
   L2-SP's strengths on MovieLens, ``cpu`` preset, seed 0, from an empty
   workdir) as the harness ran it before (``BEFORE_FLAGS``: every model run
-  over test_id and OOD when it finishes training, every light-tuned step
-  through the frozen bottom blocks) over the same sweep now, each in a child
-  process; the two must give the same scores to 1e-4 (checked). Its detail
+  over test_id and OOD when it finishes training) over the same sweep now,
+  each in a child process from an empty compilation cache; the two must give
+  the same scores (checked). Its detail
   has ``sweep_efficiency``: the components' own time (tap cache, training,
   validation, prediction) over the wall time, the rest being start-up, data
   loading and combining.
@@ -452,12 +452,12 @@ def _method_scores(workdir: Path) -> dict:
 
 
 # How the harness ran a sweep before its sweep speed-ups: every model run over
-# test_id and OOD when it finishes training, every light-tuned step through
-# the frozen bottom blocks.
-BEFORE_FLAGS = ("--config.defer_eval=false", "--config.bottom_cache=false")
-# Method scores of the two runs agree to this (float rounding of the cached
-# bottom's other compiled programs; deferral alone is bit-identical).
-SCORE_TOL = 1e-4
+# test_id and OOD when it finishes training.
+BEFORE_FLAGS = ("--config.defer_eval=false",)
+# Method scores of the two runs agree to this: deferral is bit-identical.
+# (The opt-in bottom_cache and trim_batches move bfloat16 numbers; they are
+# not part of the default sweep.)
+SCORE_TOL = 0.0
 
 
 def same_scores(a: dict, b: dict, tol: float = SCORE_TOL) -> bool:

@@ -83,7 +83,7 @@ class TrainJob:
   defer_eval: bool = False
   # True: a light-tuned large model's frozen bottom blocks run once per split
   # and weights, cached (``benchmark.frozen_views``); the top blocks train on them.
-  bottom_cache: bool = True
+  bottom_cache: bool = False
   # True: a training batch of a token view is cut to the positions its own
   # longest sequence needs (the same batches, less padding; one step per
   # dispatch, since a scan needs one shape). False: the split's longest.

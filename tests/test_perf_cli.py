@@ -17,8 +17,9 @@ def test_targets_compare_the_right_way():
 def test_sweep_scores_agree_to_the_tolerance_and_name_the_same_results():
   a = {("ft", 0): {"val": 1.0, "ood": 1.2}, ("lp", 0): {"val": 1.1, "ood": 1.3}}
   assert perf.same_scores(a, {k: dict(v) for k, v in a.items()})
-  assert perf.same_scores(a, {**a, ("ft", 0): {"val": 1.0 + 5e-5, "ood": 1.2}})
-  assert not perf.same_scores(a, {**a, ("ft", 0): {"val": 1.0 + 2e-4, "ood": 1.2}})
+  assert not perf.same_scores(a, {**a, ("ft", 0): {"val": 1.0 + 1e-12, "ood": 1.2}})
+  assert perf.same_scores(a, {**a, ("ft", 0): {"val": 1.0 + 5e-5, "ood": 1.2}}, tol=1e-4)
+  assert not perf.same_scores(a, {**a, ("ft", 0): {"val": 1.0 + 2e-4, "ood": 1.2}}, tol=1e-4)
   assert not perf.same_scores(a, {("ft", 0): a[("ft", 0)]})
   assert not perf.same_scores(a, {**a, ("ft", 0): {"val": 1.0}})
 

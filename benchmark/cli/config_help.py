@@ -25,7 +25,8 @@ MEANINGS = {
                     "false: to the training split's longest",
     "bottom_cache": "true: a light-tuned large model's frozen bottom blocks run once per "
                     "split and weights (token states cached on disk) and the top blocks "
-                    "train on them; false: every step runs them; the same numbers",
+                    "train on them (float32: the same numbers; bfloat16: within its rounding); "
+                    "false: every step runs them",
     "checkpoint_every_s": "save a resumable checkpoint after an epoch when this many seconds "
                           "passed; 0 = every epoch, -1 = never",
     "wise_alphas": "FT+ZeroShot's mixing coefficients, chosen on ID validation",

@@ -129,6 +129,10 @@ def _bottom_states(job, data, feature_cache, blocks: int):
   state = meshlib.put(state, meshlib.replicated())
   weights = {k: v for k, v in P.flat_params(large).items()
              if any(re.match(p, k) for p in large.bottom_patterns(blocks))}
+  # The module's own settings (e.g. its compute dtype) change the states
+  # that the same weights give, so they are part of the key too.
+  settings = repr(getattr(large, "cfg", None)).encode()
+  weights["\x00settings"] = np.frombuffer(settings, np.uint8)
   key = f"bottom-{type(large).__name__}-{blocks}-{digest(weights)}"
   cache = feature_cache if feature_cache is not None else FeatureCache()
   out = {}

@@ -115,6 +115,10 @@ def test_the_key_follows_the_bottom_weights_and_the_data(movielens, tmp_path):
   other = {"val": jax.tree.map(lambda a: a[:-1], views["val"])}  # other rows
   FV.cached_views(job, rules, other, cache)
   assert cache.misses == 3
+  # The same weights computed in another dtype give other states.
+  large.cfg = dataclasses.replace(large.cfg, compute_dtype="bfloat16")
+  FV.cached_views(job, rules, other, cache)
+  assert cache.misses == 4
 
 
 def test_off_by_default_and_off_runs_the_whole_network(movielens):

@@ -27,7 +27,7 @@ import numpy as np
 from flax import nnx
 
 from benchmark import mesh as meshlib
-from benchmark.batching import map_batches_by_rows
+from benchmark.batching import _map_batches, map_batches_by_rows
 from benchmark.models import params as P
 from benchmark.tap_cache import FeatureCache
 
@@ -107,7 +107,6 @@ def cached_views(job, rules, data: dict, feature_cache: FeatureCache | None) -> 
 
 
 def _frozen_taps(job, data, feature_cache):
-  from benchmark.batching import _map_batches
   enc_graph, enc_state = nnx.split(job.model.large)
   encode = _compiled_encoder(enc_graph)
   enc_state = meshlib.put(enc_state, meshlib.replicated())

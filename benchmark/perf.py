@@ -28,10 +28,9 @@ Keys (target):
   workdir) as the harness ran it before (``BEFORE_FLAGS``: every model run
   over test_id and OOD when it finishes training) over the same sweep now,
   each in a child process from an empty compilation cache; the two must give
-  the same scores (checked). Its detail
-  has ``sweep_efficiency``: the components' own time (tap cache, training,
-  validation, prediction) over the wall time, the rest being start-up, data
-  loading and combining.
+  the same scores (checked). Its detail has ``sweep_efficiency``: the
+  components' own time (tap cache, training, validation, prediction) over the
+  wall time, the rest being start-up, data loading and combining.
 
 On an accelerator the default is ``--only accel``: examples/s and MFU of the
 ``ft`` step of ``minilm_l6``, ``t5_small`` and ``vit_b16`` in bfloat16 (no

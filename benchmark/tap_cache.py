@@ -86,11 +86,10 @@ class FeatureCache:
       return (_read_big(big_path), *rest)
 
     def write(path, taps):
-      _write_arrays(path, {f"tap{i}": t for i, t in enumerate(taps) if i})
+      _write_npz(path, taps[1:], first=1)
 
     def read(path):
-      arrs = _read_npz(path, first=1)
-      return (_read_big(big_path), *arrs)
+      return (_read_big(big_path), *_read_npz(path, first=1))
     return self._get_claimed(k, path, mapped, write, read)
 
   def _path(self, key: str, pool: str, suffix: str):
@@ -121,7 +120,6 @@ class FeatureCache:
     """``get`` for several processes of one run: process 0 waits for another
     shard's computation or claims the pool; all compute it, or all get
     process 0's stored copy."""
-    from benchmark.store import RunStore
     held: list = []
 
     def stored_or_claimed() -> bool:
@@ -139,13 +137,14 @@ class FeatureCache:
 
     try:
       if multihost.agree(stored_or_claimed):
-        arrs = multihost.agree_arrays(lambda: RunStore.read_arrays(path))
+        from benchmark.store import RunStore
+        arrs = multihost.agree_arrays(lambda: RunStore.read_arrays(path))  # a dict, by name
         self.hits += 1
         self._d[k] = tuple(arrs[f"tap{i}"] for i in range(len(arrs)))
         return self._d[k]
       self.misses += 1
       taps = tuple(np.asarray(t) for t in compute())
-      RunStore.write_arrays(path, {f"tap{i}": t for i, t in enumerate(taps)})  # process 0's
+      _write_npz(path, taps)  # process 0's
       self._d[k] = taps
       return taps
     finally:
@@ -153,13 +152,9 @@ class FeatureCache:
         claim.release()
 
 
-def _write_arrays(path, arrays) -> None:
+def _write_npz(path, taps, first: int = 0) -> None:
   from benchmark.store import RunStore  # no cycle at import time
-  RunStore.write_arrays(path, arrays)
-
-
-def _write_npz(path, taps) -> None:
-  _write_arrays(path, {f"tap{i}": t for i, t in enumerate(taps)})
+  RunStore.write_arrays(path, {f"tap{first + i}": t for i, t in enumerate(taps)})
 
 
 def _read_npz(path, first: int = 0) -> tuple[np.ndarray, ...]:
